@@ -1,0 +1,28 @@
+"""A Gymnasium for RLHF on dialogue. Importing this package registers the environments:
+
+- ``dialogue_env/Dialogue-v0``: token-level MDP (action = next token id), with a batched twin for
+  ``gym.make_vec(..., vectorization_mode="vector_entry_point")``.
+
+See ``help(dialogue_env.envs.DialogueEnv)`` for the full manual.
+"""
+
+from gymnasium.envs.registration import register, registry
+
+from .data import DatasetError, Dialogue, Preference, load_dataset, load_dialogues, load_preferences
+from .models import ModelNotAvailableError, load_policy, load_tokenizer
+
+__version__ = "0.1.0"
+
+ENV_IDS = ("dialogue_env/Dialogue-v0",)
+
+if "dialogue_env/Dialogue-v0" not in registry:
+    register(
+        id="dialogue_env/Dialogue-v0",
+        entry_point="dialogue_env.envs:DialogueEnv",
+        vector_entry_point="dialogue_env.envs:DialogueVectorEnv",
+    )
+
+__all__ = [
+    "ENV_IDS", "DatasetError", "Dialogue", "ModelNotAvailableError", "Preference", "load_dataset",
+    "load_dialogues", "load_policy", "load_preferences", "load_tokenizer",
+]

@@ -1,0 +1,118 @@
+"""The ``dialogue-rl`` command line. Each subcommand imports what it needs lazily so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_demo(args) -> int:
+    """Play episodes of Dialogue-v0 with a language model writing the replies token by token."""
+    from .rollout import play_episodes
+
+    play_episodes(model=args.model, dataset=args.dataset, split=args.split, episodes=args.episodes, seed=args.seed,
+                  max_new_tokens=args.max_new_tokens, greedy=args.greedy, turns=args.turns, reward=args.reward)
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from pathlib import Path
+
+    from agents.ppo.config import PPOConfig, parse_overrides
+    from agents.ppo.trainer import train
+
+    overrides = parse_overrides(args.set or [])
+    if args.config:
+        cfg = PPOConfig.from_yaml(args.config, **overrides)
+    else:
+        cfg = PPOConfig.from_dict(overrides)
+    out = args.out or str(Path("runs") / (Path(args.config).stem if args.config else "ppo"))
+    train(cfg, out, resume=args.resume, progress_bar=not args.no_progress)
+    print(f"[dialogue-rl] run directory: {out}")
+    return 0
+
+
+def _cmd_evaluate(args, rest) -> int:
+    from agents.evaluate import main as evaluate_main
+
+    return int(evaluate_main(rest) or 0)
+
+
+def _cmd_data(args) -> int:
+    from .data.stats import print_stats
+
+    print_stats(args.dataset)
+    return 0
+
+
+def _cmd_bench(args, rest) -> int:
+    if args.what == "rewards":
+        from rewards.bench import main as bench_rewards
+
+        return int(bench_rewards(rest) or 0)
+    if args.what == "env":
+        from .bench import main as bench_env
+
+        return int(bench_env(rest) or 0)
+    raise SystemExit(f"unknown benchmark {args.what!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dialogue-rl",
+        description="A Gymnasium for RLHF on dialogue: environments, pluggable rewards, agents.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="let a language model play Dialogue-v0 episodes and show the rewards")
+    demo.add_argument("--model", default="smollm2-135m", help="smollm2-135m, tiny-random, a hub id or a path")
+    demo.add_argument("--dataset", default="customer_service", help="customer_service, chatterbot or a JSONL path")
+    demo.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    demo.add_argument("--episodes", type=int, default=3)
+    demo.add_argument("--turns", type=int, default=1)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--max-new-tokens", type=int, default=48)
+    demo.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    demo.add_argument("--reward", default=None, help="a reward name or module:attr (default: the seed's reward)")
+    demo.set_defaults(func=_cmd_demo)
+
+    train = sub.add_parser("train", help="token-level PPO on Dialogue-v0 (see configs/)")
+    train.add_argument("--config", default=None, help="YAML file of PPOConfig fields (e.g. configs/demo.yaml)")
+    train.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    train.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override config fields")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=_cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="one reply per dialogue of a split, scored; JSON summary + JSONL",
+                              add_help=False)
+    evaluate.set_defaults(func=None, passthrough=_cmd_evaluate)
+
+    data = sub.add_parser("data", help="print counts of a dataset's splits, intents and personas")
+    data.add_argument("dataset", nargs="?", default="customer_service")
+    data.set_defaults(func=_cmd_data)
+
+    bench = sub.add_parser("bench", help="benchmarks: 'bench rewards' or 'bench env' (extra flags pass through)")
+    bench.add_argument("what", choices=["rewards", "env"])
+    bench.set_defaults(func=None, bench=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    if getattr(args, "bench", False):
+        return _cmd_bench(args, rest)
+    if getattr(args, "passthrough", None):
+        return args.passthrough(args, rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

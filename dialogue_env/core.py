@@ -1,0 +1,276 @@
+"""The batched dialogue state machine shared by ``Dialogue-v0`` and its vector twin.
+
+``DialogueBatch`` holds ``N`` dialogues as tensors on one device: the left-padded token window ``ids`` (N, L), its
+``mask`` (N, L), the number of tokens generated in the current reply, the dialogue index, the reply slot and the
+turn. One ``step(actions)`` appends one token to every dialogue with tensor operations only. Python touches a
+dialogue only when its reply ends (decode the reply, score it, build the next context), and those are batched:
+one tokenizer call and one reward call for all dialogues whose replies ended on that step.
+
+Layout of a row (L = max_context_tokens + max_new_tokens)::
+
+    [pad pad ... pad | chat-templated context (<= max_context_tokens) | reply tokens so far]
+                                                                          ^ newest token at ids[:, -1]
+
+Appending a token shifts the row left by one; the context is at most ``max_context_tokens`` long, so a reply of up to
+``max_new_tokens`` never pushes real tokens out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+CUSTOMER_SERVICE_SYSTEM_PROMPT = (
+    "You are a customer service agent for Brightline, a mobile network and electronics shop. "
+    "Reply politely, helpfully and briefly."
+)
+
+
+@dataclass
+class ReplyEnd:
+    """What happened on a step where some dialogues finished a reply (index arrays are into the batch)."""
+
+    rows: np.ndarray  # (M,) batch rows whose reply ended on this step
+    responses: list  # M decoded replies
+    contexts: list  # M chat histories the replies answered
+    references: list  # M dataset reference replies (or None)
+    total: np.ndarray  # (M,) reward
+    components: dict  # name -> (M,) unweighted component values
+    details: list  # M dicts of per-item notes from the reward (e.g. the ethics reason)
+    episode_over: np.ndarray  # (M,) bool: the episode ended with this reply
+    terminated: np.ndarray  # (M,) bool: ended by EOS on the last turn
+    truncated: np.ndarray  # (M,) bool: cut at max_new_tokens on the last turn
+
+
+class DialogueBatch:
+    """Tensor state of N dialogue episodes. Not a Gymnasium env: ``DialogueEnv`` and ``DialogueVectorEnv`` wrap it."""
+
+    def __init__(self, *, num_envs, tokenizer, dialogues, reward, vocab_size, max_new_tokens, max_context_tokens,
+                 turns, system_prompt, user_simulator, device):
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={max_new_tokens} must be at least 1")
+        if max_context_tokens < 8:
+            raise ValueError(f"max_context_tokens={max_context_tokens} must be at least 8")
+        if turns < 1:
+            raise ValueError(f"turns={turns} must be at least 1")
+        if not (user_simulator == "replay" or callable(user_simulator)):
+            raise ValueError(f"user_simulator={user_simulator!r}: pass 'replay' or a callable(history) -> str | None")
+        self.N = int(num_envs)
+        self.tok = tokenizer
+        self.dialogues = dialogues
+        self.reward = reward
+        self.V = int(vocab_size)
+        self.max_new_tokens = int(max_new_tokens)
+        self.max_context_tokens = int(max_context_tokens)
+        self.L = self.max_context_tokens + self.max_new_tokens
+        self.turns = int(turns)
+        self.system_prompt = system_prompt
+        self.user_simulator = user_simulator
+        self.device = torch.device(device)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+        # EOS table: a (V,) bool lookup so that "is this action an end-of-reply token" is one gather.
+        eos_ids = {tokenizer.eos_token_id}
+        for special in ("<|im_end|>", "<|endoftext|>", "</s>"):
+            tid = tokenizer.convert_tokens_to_ids(special) if special in tokenizer.get_vocab() else None
+            if tid is not None and tid != tokenizer.unk_token_id:
+                eos_ids.add(tid)
+        self.eos_ids = sorted(i for i in eos_ids if i is not None and 0 <= i < self.V)
+        self.eos_table = torch.zeros(self.V, dtype=torch.bool, device=self.device)
+        self.eos_table[self.eos_ids] = True
+
+        # Episode plan per dialogue: which reply slots the episode covers.
+        self.slots = [d.reply_slots() for d in dialogues]
+        if user_simulator == "replay":
+            self.first_slot = np.array([max(0, len(s) - self.turns) for s in self.slots], dtype=np.int64)
+            self.n_replies = np.array([min(self.turns, len(s)) for s in self.slots], dtype=np.int64)
+        else:  # a simulator writes the user turns after the first one
+            self.first_slot = np.zeros(len(dialogues), dtype=np.int64)
+            self.n_replies = np.full(len(dialogues), self.turns, dtype=np.int64)
+
+        # Pre-tokenised start contexts of every dialogue: resetting is a gather from this table.
+        self.start_histories = [list(d.turns[: self.slots[i][self.first_slot[i]][0]]) for i, d in enumerate(dialogues)]
+        table, lens, truncated = self.encode_contexts(self.start_histories)
+        self.start_ids = table  # (D, Lc)
+        self.start_lens = lens  # (D,)
+        self.start_truncated = truncated  # (D,) bool numpy
+
+        N, L = self.N, self.L
+        self.ids = torch.full((N, L), self.pad_id, dtype=torch.long, device=self.device)  # (N, L)
+        self.mask = torch.zeros((N, L), dtype=torch.int8, device=self.device)  # (N, L)
+        self.n_gen = torch.zeros(N, dtype=torch.long, device=self.device)  # (N,) tokens in the current reply
+        self.dlg = np.zeros(N, dtype=np.int64)  # dialogue index per row
+        self.reply_no = np.zeros(N, dtype=np.int64)  # 0-based reply number within the episode
+        self.histories = [[] for _ in range(N)]  # chat history (no system prompt) the current reply answers
+        self.references = [None] * N
+        self.context_truncated = np.zeros(N, dtype=bool)
+
+    # ---------------------------------------------------------------------------------------------- contexts
+    def template(self, history):
+        messages = list(history)
+        if self.system_prompt:
+            messages = [{"role": "system", "content": self.system_prompt}] + messages
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def encode_contexts(self, histories):
+        """Chat-template and tokenise histories; keep the last ``max_context_tokens`` tokens of each (left
+        truncation: the oldest turns go first, the generation prompt always stays).
+        Returns ``(ids (M, Lc) left-padded on device, lengths (M,) tensor, truncated (M,) numpy bool)``."""
+        texts = [self.template(h) for h in histories]
+        encoded = self.tok(texts, add_special_tokens=False)["input_ids"]
+        Lc = self.max_context_tokens
+        out = torch.full((len(encoded), Lc), self.pad_id, dtype=torch.long)
+        lens = torch.zeros(len(encoded), dtype=torch.long)
+        truncated = np.zeros(len(encoded), dtype=bool)
+        for j, seq in enumerate(encoded):
+            if len(seq) > Lc:
+                seq = seq[-Lc:]
+                truncated[j] = True
+            if seq:
+                out[j, Lc - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            lens[j] = len(seq)
+        return out.to(self.device), lens.to(self.device), truncated
+
+    def _write_contexts(self, rows, ctx_ids, ctx_lens):
+        """Put contexts (M, Lc) into rows of the window, right-aligned, with an empty reply."""
+        rows_t = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        M, Lc = ctx_ids.shape
+        block = torch.full((M, self.L), self.pad_id, dtype=torch.long, device=self.device)
+        block[:, self.L - Lc:] = ctx_ids
+        positions = torch.arange(self.L, device=self.device).unsqueeze(0)  # (1, L)
+        mask = (positions >= (self.L - ctx_lens).unsqueeze(1)).to(torch.int8)  # (M, L)
+        self.ids[rows_t] = block
+        self.mask[rows_t] = mask
+        self.n_gen[rows_t] = 0
+
+    # ------------------------------------------------------------------------------------------------- reset
+    def reset_rows(self, rows, dialogue_indices):
+        """Start new episodes in ``rows`` on the given dialogues (gather from the pre-tokenised table)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        idx = np.asarray(dialogue_indices, dtype=np.int64)
+        if rows.size == 0:
+            return
+        if (idx < 0).any() or (idx >= len(self.dialogues)).any():
+            raise ValueError(f"dialogue index out of range 0..{len(self.dialogues) - 1}: {idx.tolist()}")
+        idx_t = torch.as_tensor(idx, device=self.device)
+        self._write_contexts(rows, self.start_ids[idx_t], self.start_lens[idx_t])
+        self.dlg[rows] = idx
+        self.reply_no[rows] = 0
+        self.context_truncated[rows] = self.start_truncated[idx]
+        for r, d in zip(rows.tolist(), idx.tolist()):
+            self.histories[r] = list(self.start_histories[d])
+            self.references[r] = self.slots[d][self.first_slot[d]][1]
+
+    # -------------------------------------------------------------------------------------------------- step
+    def check_actions(self, actions) -> torch.Tensor:
+        a = torch.as_tensor(np.asarray(actions) if not torch.is_tensor(actions) else actions, device=self.device)
+        if a.dtype.is_floating_point or a.dtype == torch.bool:
+            if a.dtype.is_floating_point and not torch.equal(a, a.round()):
+                raise ValueError(f"actions must be integer token ids, got {a.tolist()}")
+            a = a.long()
+        a = a.reshape(-1).long()
+        if a.numel() != self.N:
+            raise ValueError(f"expected {self.N} actions (one token id per env), got {a.numel()}")
+        bad = (a < 0) | (a >= self.V)
+        if bool(bad.any()):
+            where = torch.nonzero(bad).flatten().tolist()
+            raise ValueError(
+                f"action out of range for env(s) {where}: {a[bad].tolist()}; actions are token ids in "
+                f"[0, {self.V - 1}] (the action space is Discrete({self.V}))"
+            )
+        return a
+
+    def append(self, a: torch.Tensor, active: torch.Tensor):
+        """Append token ``a[i]`` to every row where ``active[i]``; return ``(ended_eos, ended_len)`` masks."""
+        a = torch.where(active, a, torch.full_like(a, self.pad_id))
+        shifted_ids = torch.cat([self.ids[:, 1:], a.unsqueeze(1)], dim=1)  # (N, L)
+        shifted_mask = torch.cat([self.mask[:, 1:], torch.ones_like(self.mask[:, :1])], dim=1)  # (N, L)
+        act = active.unsqueeze(1)
+        self.ids = torch.where(act, shifted_ids, self.ids)
+        self.mask = torch.where(act, shifted_mask, self.mask)
+        self.n_gen = self.n_gen + active.long()
+        ended_eos = active & self.eos_table[a]
+        ended_len = active & ~ended_eos & (self.n_gen >= self.max_new_tokens)
+        return ended_eos, ended_len
+
+    def finish_replies(self, ended_eos: torch.Tensor, ended_len: torch.Tensor) -> ReplyEnd | None:
+        """Decode, score and advance every row whose reply ended. One tokenizer and one reward call in all."""
+        ended = ended_eos | ended_len
+        if not bool(ended.any()):
+            return None
+        rows = torch.nonzero(ended).flatten().cpu().numpy()
+        by_eos = ended_eos.cpu().numpy()[rows]
+        n_gen = self.n_gen.cpu().numpy()[rows]
+        ids = self.ids[torch.as_tensor(rows, device=self.device)].cpu()
+        # The reply is the last n_gen tokens; an EOS token ending it is not part of the text.
+        reply_tokens = [ids[j, self.L - n:].tolist() for j, n in enumerate(n_gen)]
+        reply_tokens = [t[:-1] if by_eos[j] else t for j, t in enumerate(reply_tokens)]
+        responses = [s.strip() for s in self.tok.batch_decode(reply_tokens, skip_special_tokens=True)]
+        contexts = [list(self.histories[r]) for r in rows]
+        references = [self.references[r] for r in rows]
+        result = self.reward.score(contexts, responses, references=references)
+        total = np.asarray(result.total, dtype=np.float64)
+        components = {k: np.asarray(v, dtype=np.float64) for k, v in result.components.items()}
+        details = list(result.details) if getattr(result, "details", None) is not None else [{} for _ in rows]
+
+        self.reply_no[rows] += 1
+        episode_over = self.reply_no[rows] >= self.n_replies[self.dlg[rows]]
+        # Multi-turn: build the next context for rows whose episode goes on.
+        go_on = rows[~episode_over]
+        if go_on.size:
+            next_histories = []
+            keep = []
+            for j, r in enumerate(rows):
+                if episode_over[j]:
+                    continue
+                history = contexts[j] + [{"role": "assistant", "content": responses[j]}]
+                user_turns, reference = self._next_user_turns(r, history)
+                if user_turns is None:  # the simulator ended the conversation
+                    episode_over[j] = True
+                    continue
+                history = history + user_turns
+                self.histories[r] = history
+                self.references[r] = reference
+                next_histories.append(history)
+                keep.append(r)
+            if keep:
+                ctx, lens, trunc = self.encode_contexts(next_histories)
+                self._write_contexts(np.asarray(keep), ctx, lens)
+                self.context_truncated[np.asarray(keep)] = trunc
+        terminated = episode_over & by_eos
+        truncated = episode_over & ~by_eos
+        return ReplyEnd(rows=rows, responses=responses, contexts=contexts, references=references, total=total,
+                        components=components, details=details, episode_over=episode_over,
+                        terminated=terminated, truncated=truncated)
+
+    def _next_user_turns(self, row, history):
+        """The user's next message(s) after the agent's reply, and the reference for the next slot."""
+        d = self.dlg[row]
+        slot = self.first_slot[d] + self.reply_no[row]  # the slot to reply to next
+        if self.user_simulator == "replay":
+            prev_end = self.slots[d][slot - 1][0]
+            end, reference = self.slots[d][slot]
+            # Dataset messages after the previous slot's reference reply, up to the next user turn.
+            turns = self.dialogues[d].turns
+            start = prev_end + 1 if prev_end < len(turns) and turns[prev_end]["role"] == "assistant" else prev_end
+            return [dict(m) for m in turns[start:end]], reference
+        text = self.user_simulator([dict(m) for m in history])
+        if text is None:
+            return None, None
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"user_simulator returned {text!r}; it must return a non-empty string or None")
+        return [{"role": "user", "content": text}], None
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def observation(self, as_tensors=False):
+        if as_tensors:
+            return {"input_ids": self.ids, "attention_mask": self.mask}
+        return {"input_ids": self.ids.cpu().numpy().copy(), "attention_mask": self.mask.cpu().numpy().copy()}
+
+    def partial_reply(self, row) -> str:
+        n = int(self.n_gen[row])
+        if n == 0:
+            return ""
+        return self.tok.decode(self.ids[row, self.L - n:].tolist(), skip_special_tokens=True)

@@ -1,0 +1,312 @@
+"""``dialogue_env/Dialogue-v0``: dialogue generation as a token-level Gymnasium environment, and its batched twin."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from .core import CUSTOMER_SERVICE_SYSTEM_PROMPT, DialogueBatch
+from .data import Dialogue, load_dataset
+from .models import load_tokenizer, vocab_size_of
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_tokenizer(model: str):
+    return load_tokenizer(model)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_vocab_size(model: str) -> int:
+    return vocab_size_of(model, _cached_tokenizer(model))
+
+
+def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max_context_tokens, turns,
+                 system_prompt, user_simulator, device, tokenizer=None) -> DialogueBatch:
+    if tokenizer is None:
+        if not isinstance(model, str):
+            raise TypeError(f"model={model!r} must be a model name or path (str); to use your own tokenizer pass "
+                            f"tokenizer=... as well")
+        tokenizer = _cached_tokenizer(model)
+        vocab_size = _cached_vocab_size(model)
+    else:
+        vocab_size = max(len(tokenizer), vocab_size_of(model, tokenizer) if isinstance(model, str) else 0)
+    if isinstance(dataset, (list, tuple)) and dataset and isinstance(dataset[0], Dialogue):
+        dialogues = list(dataset)
+    else:
+        dialogues = load_dataset(dataset, split)
+    if system_prompt == "auto":
+        system_prompt = CUSTOMER_SERVICE_SYSTEM_PROMPT if dataset == "customer_service" else None
+    import rewards
+
+    composite = rewards.CompositeReward.from_spec(rewards.DEFAULT_SPEC if reward is None else reward, device=device)
+    return DialogueBatch(num_envs=num_envs, tokenizer=tokenizer, dialogues=dialogues, reward=composite,
+                         vocab_size=vocab_size, max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens,
+                         turns=turns, system_prompt=system_prompt, user_simulator=user_simulator, device=device)
+
+
+def _spaces(batch: DialogueBatch):
+    obs = spaces.Dict({
+        "input_ids": spaces.Box(0, batch.V - 1, (batch.L,), dtype=np.int64),
+        "attention_mask": spaces.Box(0, 1, (batch.L,), dtype=np.int8),
+    })
+    return obs, spaces.Discrete(batch.V)
+
+
+def _reset_info(batch: DialogueBatch, row: int) -> dict:
+    d = batch.dialogues[batch.dlg[row]]
+    return {"context": [dict(m) for m in batch.histories[row]], "reference": batch.references[row],
+            "dialogue_id": d.id, "intent": d.intent, "turn": 0, "context_truncated": bool(batch.context_truncated[row])}
+
+
+def _reply_info(batch: DialogueBatch, end, j: int) -> dict:
+    row = int(end.rows[j])
+    return {
+        "response": end.responses[j],
+        "reward_components": {k: float(v[j]) for k, v in end.components.items()},
+        "reward_details": dict(end.details[j]) if end.details[j] else {},
+        "context": end.contexts[j],
+        "reference": end.references[j],
+        "dialogue_id": batch.dialogues[batch.dlg[row]].id,
+        "turn": int(batch.reply_no[row]),
+    }
+
+
+class DialogueEnv(gym.Env):
+    """Dialogue generation as a token-level MDP: the agent writes the support agent's reply one token at a time.
+
+    ## Description
+    Each episode takes a dialogue from a dataset (by default the shipped Brightline customer-service set), shows
+    the conversation so far as chat-templated tokens, and lets the agent write the reply token by token. When the
+    reply ends, a pluggable reward module scores it (by default the coherence + sentiment + consistency reward,
+    gated by ethics). With ``turns > 1`` a user simulator adds the customer's next message and the episode goes on.
+    The env holds no language model and no KL term: it is policy-agnostic, so every agent is scored on the same
+    reward; KL shaping against a reference model is the agent's job.
+
+    ## Action space
+    ``Discrete(V)``: the next token id, where ``V`` is the model's vocabulary size (49152 for SmolLM2, 259 for
+    ``tiny-random``). An id outside ``[0, V)`` raises ``ValueError``.
+
+    ## Observation space
+    ``Dict(input_ids=Box(0, V-1, (L,), int64), attention_mask=Box(0, 1, (L,), int8))`` with
+    ``L = max_context_tokens + max_new_tokens``: the chat-templated context (system prompt, the conversation, the
+    assistant generation prompt) followed by the reply tokens so far, left-padded with the pad token (mask 0).
+    A context longer than ``max_context_tokens`` is truncated from the left (the oldest tokens go, the generation
+    prompt stays) and ``info["context_truncated"]`` is ``True``.
+
+    ## Rewards
+    0 on every token except the last token of a reply, which gets the reward module's total for the decoded reply.
+    ``info["reward_components"]`` holds each component's unweighted value on that step, ``info["reward_details"]``
+    any per-reply notes (for example why the ethics gate fired).
+
+    ## Episode end
+    - ``terminated``: the agent emitted an end-of-reply token (``<|im_end|>`` or the tokenizer's EOS) on the last turn.
+    - ``truncated``: the last turn's reply reached ``max_new_tokens`` tokens without one.
+    On earlier turns of a multi-turn episode either event ends the reply and the episode continues.
+
+    ## Starting state
+    ``reset`` draws a dialogue uniformly with the env's seeded generator (``options={"dialogue_index": i}`` or
+    ``{"dialogue_id": "..."}`` picks one). With ``turns=T`` and the replay simulator the episode covers the
+    dialogue's last ``min(T, n)`` reply slots; the context holds the dataset's turns before the first of them.
+
+    ## Info
+    Reset: ``context`` (the chat history without the system prompt), ``reference`` (the dataset's reply, or None),
+    ``dialogue_id``, ``intent``, ``turn`` = 0, ``context_truncated``. A step that ends a reply adds ``response``
+    (decoded text), ``reward_components``, ``reward_details``, ``context`` (the history it answered),
+    ``reference`` and ``turn`` (replies written so far). Other steps return ``{}``.
+
+    ## Arguments
+    - ``model`` (str, "smollm2-135m"): model name whose tokenizer and vocabulary define the spaces: "smollm2-135m",
+      "tiny-random", a hub id or a local directory. No weights are loaded.
+    - ``dataset`` ("customer_service"): "customer_service", "chatterbot", "chatterbot-chinese", a JSONL path, or a
+      list of ``Dialogue``. ``split`` ("train"): train / validation / test.
+    - ``reward`` (None): a reward name, a ``{name: weight}`` dict, or a reward module; None = ``rewards.DEFAULT_SPEC``.
+    - ``max_new_tokens`` (48), ``max_context_tokens`` (512), ``turns`` (1).
+    - ``system_prompt`` ("auto"): a string, None for none, or "auto" (a customer-service prompt for that dataset).
+    - ``user_simulator`` ("replay"): replay the dataset's user turns, or a callable ``(history) -> str | None``.
+    - ``device`` ("cpu"): where the token state and reward models live. ``render_mode``: None or "ansi".
+
+    ## Version history
+    - v0: first release.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, model="smollm2-135m", dataset="customer_service", split="train", reward=None,
+                 max_new_tokens=48, max_context_tokens=512, turns=1, system_prompt="auto", user_simulator="replay",
+                 device="cpu", render_mode=None, tokenizer=None):
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
+        self.render_mode = render_mode
+        self.batch = _build_batch(1, model=model, dataset=dataset, split=split, reward=reward,
+                                  max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens, turns=turns,
+                                  system_prompt=system_prompt, user_simulator=user_simulator, device=device,
+                                  tokenizer=tokenizer)
+        self.observation_space, self.action_space = _spaces(self.batch)
+        self.tokenizer = self.batch.tok
+        self.reward_module = self.batch.reward
+        self._needs_reset = True
+
+    @property
+    def dialogues(self):
+        return self.batch.dialogues
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        index = _pick_dialogue(self.batch, self.np_random, options)
+        self.batch.reset_rows([0], [index])
+        self._needs_reset = False
+        return self._obs(), _reset_info(self.batch, 0)
+
+    def _obs(self):
+        obs = self.batch.observation()
+        return {"input_ids": obs["input_ids"][0], "attention_mask": obs["attention_mask"][0]}
+
+    def step(self, action):
+        if self._needs_reset:
+            raise RuntimeError("the episode is over (or never started): call env.reset() before env.step()")
+        a = self.batch.check_actions([action])
+        ended_eos, ended_len = self.batch.append(a, torch.ones(1, dtype=torch.bool, device=self.batch.device))
+        end = self.batch.finish_replies(ended_eos, ended_len)
+        reward, terminated, truncated, info = 0.0, False, False, {}
+        if end is not None:
+            reward = float(end.total[0])
+            terminated, truncated = bool(end.terminated[0]), bool(end.truncated[0])
+            info = _reply_info(self.batch, end, 0)
+            self._needs_reset = terminated or truncated
+        return self._obs(), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        return _render_row(self.batch, 0)
+
+
+def _render_row(batch: DialogueBatch, row: int) -> str:
+    lines = [f"[{m['role']}] {m['content']}" for m in batch.histories[row]]
+    lines.append(f"[assistant] {batch.partial_reply(row)}")
+    return "\n".join(lines) + "\n"
+
+
+def _pick_dialogue(batch: DialogueBatch, rng: np.random.Generator, options) -> int:
+    options = options or {}
+    if "dialogue_index" in options:
+        index = int(options["dialogue_index"])
+        if not 0 <= index < len(batch.dialogues):
+            raise ValueError(f"options['dialogue_index']={index} is out of range 0..{len(batch.dialogues) - 1}")
+        return index
+    if "dialogue_id" in options:
+        ids = [d.id for d in batch.dialogues]
+        if options["dialogue_id"] not in ids:
+            raise ValueError(f"options['dialogue_id']={options['dialogue_id']!r} is not in this dataset split")
+        return ids.index(options["dialogue_id"])
+    return int(rng.integers(len(batch.dialogues)))
+
+
+class DialogueVectorEnv(VectorEnv):
+    """``num_envs`` copies of ``Dialogue-v0`` stepped together as tensors on one device.
+
+    Made by ``gym.make_vec("dialogue_env/Dialogue-v0", num_envs=N, vectorization_mode="vector_entry_point", ...)``
+    with the same keyword arguments as ``DialogueEnv`` plus ``return_tensors``: with ``False`` (default) the
+    observations are numpy arrays ``(N, L)``; with ``True`` they are the env's own torch tensors on ``device`` (read
+    them, do not write them), which lets a GPU agent step without host copies.
+
+    Every sub-env's state lives in ``(N, L)`` tensors; a step appends all N tokens with tensor operations and runs
+    one tokenizer call and one batched reward call for the sub-envs whose replies ended.
+
+    Seeding: ``reset(seed=s)`` seeds sub-env ``i`` with ``s + i`` (a list seeds each), exactly like
+    ``SyncVectorEnv``; with the same seeds and actions every sub-env's trajectory equals that of a single
+    ``Dialogue-v0``.
+
+    Autoreset (Gymnasium 1.x ``NEXT_STEP`` mode): when sub-env ``i`` terminates or truncates, the step returns its
+    final observation. On the next ``step`` its action is ignored, it starts a new episode, and that step returns
+    the new first observation with reward 0, ``terminated = truncated = False`` and the reset info.
+    ``reset(options={"reset_mask": mask})`` resets only the masked sub-envs.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, num_envs: int = 1, model="smollm2-135m", dataset="customer_service", split="train",
+                 reward=None, max_new_tokens=48, max_context_tokens=512, turns=1, system_prompt="auto",
+                 user_simulator="replay", device="cpu", render_mode=None, tokenizer=None, return_tensors=False):
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs} must be at least 1")
+        self.num_envs = int(num_envs)
+        self.render_mode = render_mode
+        self.return_tensors = bool(return_tensors)
+        self.batch = _build_batch(self.num_envs, model=model, dataset=dataset, split=split, reward=reward,
+                                  max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens, turns=turns,
+                                  system_prompt=system_prompt, user_simulator=user_simulator, device=device,
+                                  tokenizer=tokenizer)
+        self.single_observation_space, self.single_action_space = _spaces(self.batch)
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self.tokenizer = self.batch.tok
+        self.reward_module = self.batch.reward
+        self._rngs = [seeding.np_random(None)[0] for _ in range(self.num_envs)]
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
+        self._started = False
+
+    def reset(self, *, seed=None, options=None):
+        options = dict(options or {})
+        if seed is not None:
+            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
+            self._rngs = [seeding.np_random(s)[0] for s in seeds]
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {mask.shape}")
+        indices = options.pop("dialogue_indices", None)
+        rows = np.nonzero(mask)[0]
+        if indices is not None:
+            chosen = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if chosen.shape != (self.num_envs,):
+                raise ValueError(f"options['dialogue_indices'] needs {self.num_envs} entries, got {chosen.size}")
+            chosen = chosen[rows]
+        else:
+            chosen = [_pick_dialogue(self.batch, self._rngs[r], options) for r in rows]
+        self.batch.reset_rows(rows, chosen)
+        self._autoreset[rows] = False
+        self._started = True
+        infos = {}
+        for r in rows:
+            infos = self._add_info(infos, _reset_info(self.batch, int(r)), int(r))
+        return self.batch.observation(self.return_tensors), infos
+
+    def step(self, actions):
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        a = self.batch.check_actions(actions)
+        infos = {}
+        resetting = np.nonzero(self._autoreset)[0]
+        if resetting.size:
+            chosen = [_pick_dialogue(self.batch, self._rngs[r], None) for r in resetting]
+            self.batch.reset_rows(resetting, chosen)
+            for r in resetting:
+                infos = self._add_info(infos, _reset_info(self.batch, int(r)), int(r))
+        active = torch.as_tensor(~self._autoreset, device=self.batch.device)
+        ended_eos, ended_len = self.batch.append(a, active)
+        end = self.batch.finish_replies(ended_eos, ended_len)
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        if end is not None:
+            rewards[end.rows] = end.total
+            terminated[end.rows] = end.terminated
+            truncated[end.rows] = end.truncated
+            for j, r in enumerate(end.rows):
+                infos = self._add_info(infos, _reply_info(self.batch, end, j), int(r))
+        self._autoreset = terminated | truncated
+        return self.batch.observation(self.return_tensors), rewards, terminated, truncated, infos
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        return "".join(f"--- env {i} ---\n" + _render_row(self.batch, i) for i in range(self.num_envs))
