@@ -1,0 +1,134 @@
+"""``coherence``: lexical overlap (BLEU + ROUGE-L) of the reply with the reference reply or the previous turn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .base import Context, check_references, last_turn
+from .textmetrics import rouge_l_f1, sentence_bleu
+
+__all__ = ["CoherenceReward"]
+
+
+class CoherenceReward:
+    """Coherence of a reply with what it should say.
+
+    Target ``t_i``: the dataset's reference reply ``references[i]`` when given (not None / not empty), else
+    the last user turn of ``contexts[i]`` (else the last non-system turn); no target -> 0.0.
+
+    ``method="lexical"`` (default)::
+
+        r = w * BLEU(reply, t) / 100 + (1 - w) * ROUGE-L_F1(reply, t),   w = bleu_weight = 0.5
+
+    with sacrebleu's sentence BLEU (13a tokens, exp smoothing, effective order) and rouge-score's ROUGE-L
+    F1 (no stemming); both are in [0, 1] after scaling, so ``r`` is in [0, 1] and a reply equal to the
+    reference scores exactly 1.0. ``impl="fast"`` (default) uses :mod:`rewards.textmetrics`, which gives
+    the same numbers as the libraries (tested) ~10x faster; ``impl="reference"`` calls sacrebleu and
+    rouge-score themselves.
+
+    ``method="embedding"``: ``r = max(0, cos(e(reply), e(t)))`` with all-MiniLM-L6-v2 unit embeddings,
+    in [0, 1], on ``device``.
+
+    Example::
+
+        >>> c = CoherenceReward()
+        >>> ctx = [{"role": "user", "content": "Where is my parcel?"}]
+        >>> c([ctx], ["It is out for delivery today."], references=["It is out for delivery today."])
+        [1.0]
+        >>> c([ctx], ["Your parcel is out for delivery."])[0] > c([ctx], ["Nice weather."])[0]
+        True
+    """
+
+    name = "coherence"
+    kind = "additive"
+
+    def __init__(self, method: str = "lexical", bleu_weight: float = 0.5, impl: str = "fast",
+                 device: Any = None, model_path: str | None = None, batch_size: int = 128):
+        if method not in ("lexical", "embedding"):
+            raise ValueError(f"coherence: method must be 'lexical' or 'embedding', got {method!r}")
+        if impl not in ("fast", "reference"):
+            raise ValueError(f"coherence: impl must be 'fast' or 'reference', got {impl!r}")
+        if not 0.0 <= bleu_weight <= 1.0:
+            raise ValueError(f"coherence: bleu_weight must be in [0, 1], got {bleu_weight}")
+        self.method = method
+        self.bleu_weight = float(bleu_weight)
+        self.impl = impl
+        self.device = None if device is None else str(device)
+        self.model_path = model_path
+        self.batch_size = batch_size
+        self._rouge = None  # rouge_scorer.RougeScorer, only for impl="reference"
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_rouge"] = None
+        return state
+
+    def targets(self, contexts: Sequence[Context], references: Sequence[str | None] | None = None) -> list[str | None]:
+        """What each reply is compared with: the reference when given, else the previous (user) turn."""
+        refs = check_references(references, len(contexts))
+        out: list[str | None] = []
+        for ctx, ref in zip(contexts, refs):
+            if ref:
+                out.append(ref)
+            else:
+                prev = last_turn(ctx, "user")
+                out.append(prev if prev is not None else last_turn(ctx, None))
+        return out
+
+    def __call__(self, contexts: Sequence[Context], responses: Sequence[str],
+                 references: Sequence[str | None] | None = None, **kwargs: Any) -> list[float]:
+        if len(contexts) != len(responses):
+            raise ValueError(f"coherence: {len(contexts)} contexts for {len(responses)} responses")
+        targets = self.targets(contexts, references)
+        if self.method == "embedding":
+            return self._embedding(responses, targets)
+        w = self.bleu_weight
+        if self.impl == "fast":
+            bleu, rouge = sentence_bleu, rouge_l_f1
+        else:
+            bleu, rouge = self._reference_metrics()
+        out = []
+        for reply, target in zip(responses, targets):
+            if not target:
+                out.append(0.0)
+                continue
+            b = bleu(reply, target) / 100.0 if w > 0 else 0.0
+            r = rouge(reply, target) if w < 1 else 0.0
+            out.append(min(1.0, max(0.0, w * b + (1.0 - w) * r)))
+        return out
+
+    def _reference_metrics(self):
+        import sacrebleu
+        from rouge_score import rouge_scorer
+
+        if self._rouge is None:
+            self._rouge = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
+        scorer = self._rouge
+
+        def bleu(h: str, r: str) -> float:
+            return sacrebleu.sentence_bleu(h, [r]).score
+
+        def rouge(h: str, r: str) -> float:
+            return scorer.score(r, h)["rougeL"].fmeasure
+
+        return bleu, rouge
+
+    def _embedding(self, responses: Sequence[str], targets: Sequence[str | None]) -> list[float]:
+        from .embeddings import embed_unique
+
+        have = [i for i, t in enumerate(targets) if t]
+        out = np.zeros(len(responses), dtype=np.float64)
+        if have:
+            texts = [responses[i] for i in have] + [targets[i] for i in have]
+            emb, index = embed_unique(texts, self.model_path, self.device, self.batch_size)
+            r = emb[[index[responses[i]] for i in have]]  # (n, D)
+            t = emb[[index[targets[i]] for i in have]]  # (n, D)
+            cos = (r * t).sum(-1).clamp(0.0, 1.0).float().cpu().numpy()
+            out[have] = cos
+        return out.tolist()
+
+    def __repr__(self) -> str:
+        return f"CoherenceReward(method={self.method!r}, bleu_weight={self.bleu_weight}, impl={self.impl!r})"

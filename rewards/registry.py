@@ -1,0 +1,204 @@
+"""Name -> reward module: ``register``, ``available``, ``make``.
+
+``make(spec)`` resolves a string in this order:
+
+1. a name registered with :func:`register` or a built-in (``coherence``, ``sentiment``, ``consistency``,
+   ``ethics``, ``length``, ``repetition``);
+2. ``"package.module:attr"`` -- ``attr`` may be a class (instantiated), a function (wrapped) or an instance;
+3. a plug-in: an entry point named ``spec`` in the group ``dialogue_env.rewards``, declared by any installed
+   distribution, e.g. in its pyproject.toml::
+
+       [project.entry-points."dialogue_env.rewards"]
+       politeness = "my_pkg.rewards:Politeness"
+
+4. otherwise :class:`UnknownRewardError` (a ``KeyError``) listing the available names and accepted forms.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from .base import FunctionReward, accepted_kwargs, check_module
+
+__all__ = [
+    "BUILTINS",
+    "DEFAULT_SPEC",
+    "ENTRY_POINT_GROUP",
+    "UnknownRewardError",
+    "available",
+    "build",
+    "make",
+    "register",
+    "unregister",
+]
+
+ENTRY_POINT_GROUP = "dialogue_env.rewards"
+
+# The seed's reward: R = r_coherence + r_sentiment + r_consistency, gated by ethics (ethics' default mode
+# is "gate", so it multiplies the sum instead of being added).
+DEFAULT_SPEC: dict[str, float] = {"coherence": 1.0, "sentiment": 1.0, "consistency": 1.0, "ethics": 1.0}
+
+# Built-ins are imported on first use, so `import rewards` stays light (no torch, no sklearn).
+BUILTINS: dict[str, str] = {
+    "coherence": "rewards.coherence:CoherenceReward",
+    "sentiment": "rewards.sentiment:SentimentReward",
+    "consistency": "rewards.consistency:ConsistencyReward",
+    "ethics": "rewards.ethics:EthicsReward",
+    "length": "rewards.penalties:LengthPenalty",
+    "repetition": "rewards.penalties:RepetitionPenalty",
+}
+
+_REGISTRY: dict[str, Any] = {}
+
+_FORMS = ("a reward spec is: a registered or built-in name; 'package.module:attr' naming a class, function or "
+          f"instance; the name of an entry point in the group '{ENTRY_POINT_GROUP}'; a reward module instance "
+          "(with `name` and `__call__(contexts, responses)`); a class; or a dict {spec: weight} where a weight "
+          "may also be {'weight': w, **options} and the optional key 'gate' names a gate")
+
+
+class UnknownRewardError(KeyError):
+    """No reward of that name. A ``KeyError`` whose message lists what exists."""
+
+    def __str__(self) -> str:  # KeyError would show the repr of the message
+        return str(self.args[0]) if self.args else ""
+
+
+def register(name: str, *, override: bool = False) -> Callable[[Any], Any]:
+    """Decorator: make a class or a plain function available as ``make(name)`` and in reward dicts.
+
+    A class is instantiated by :func:`make` with the options as keyword arguments; a plain batched
+    function ``fn(contexts, responses) -> list[float]`` is wrapped in a picklable module object named
+    ``name``. Registering a name that exists (a built-in included) raises ``ValueError`` unless
+    ``override=True``. Returns the decorated object unchanged.
+    """
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"reward name must be a non-empty string without ':', got {name!r}")
+
+    def decorator(obj: Any) -> Any:
+        if not callable(obj):
+            raise TypeError(f"@rewards.register({name!r}) needs a class or a function, got {obj!r}")
+        if not override and (name in _REGISTRY or name in BUILTINS):
+            what = "a built-in" if name in BUILTINS and name not in _REGISTRY else f"{_REGISTRY[name]!r}"
+            raise ValueError(f"reward name {name!r} is already registered ({what}); choose another name or pass "
+                             f"override=True: @rewards.register({name!r}, override=True)")
+        _REGISTRY[name] = obj
+        return obj
+
+    return decorator
+
+
+def unregister(name: str) -> None:
+    """Remove a registered name (built-ins come back if they were overridden). Mostly for tests."""
+    _REGISTRY.pop(name, None)
+
+
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available() -> list[str]:
+    """Sorted names :func:`make` accepts: built-ins, registered names and entry-point plug-ins."""
+    return sorted(set(BUILTINS) | set(_REGISTRY) | set(_entry_points()))
+
+
+def _import_attr(target: str, spec: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise UnknownRewardError(f"bad reward spec {spec!r}: expected 'package.module:attr'")
+    try:
+        obj = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise UnknownRewardError(
+                f"reward spec {spec!r}: no module named {exc.name!r} (is it installed, or on sys.path / "
+                f"PYTHONPATH?). {_FORMS}. Available names: {', '.join(available())}") from exc
+        raise ImportError(f"reward spec {spec!r}: importing {module_name!r} failed: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as exc:
+            raise UnknownRewardError(f"reward spec {spec!r}: module {module_name!r} has no attribute {attr!r}") from exc
+    return obj
+
+
+def _resolve(spec: str) -> tuple[Any, str | None]:
+    """(object, name to give it) for a string spec, following the documented order."""
+    if spec in _REGISTRY:
+        return _REGISTRY[spec], spec
+    if spec in BUILTINS:
+        return _import_attr(BUILTINS[spec], spec), spec
+    if ":" in spec:
+        return _import_attr(spec, spec), None
+    eps = _entry_points()
+    if spec in eps:
+        try:
+            return eps[spec].load(), spec
+        except Exception as exc:
+            raise ImportError(f"reward plug-in {spec!r} (entry point {eps[spec].value!r} in group "
+                              f"{ENTRY_POINT_GROUP!r}) failed to load: {exc}") from exc
+    names = available()
+    close = difflib.get_close_matches(spec, names, n=3)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise UnknownRewardError(f"unknown reward {spec!r}.{hint} Available: {', '.join(names)}. {_FORMS}.")
+
+
+def build(obj: Any, name: str | None = None, kwargs: Mapping[str, Any] | None = None,
+          options: Mapping[str, Any] | None = None) -> Any:
+    """Turn a resolved object into a reward module.
+
+    ``kwargs`` are explicit constructor arguments (from ``{"spec": {"weight": w, **kwargs}}``) and must be
+    accepted; ``options`` (e.g. ``device``) go only to constructors whose signature accepts them.
+    """
+    kwargs = dict(kwargs or {})
+    options = dict(options or {})
+    if inspect.isclass(obj):
+        ctor = {**accepted_kwargs(obj, options), **kwargs}
+        try:
+            module = obj(**ctor)
+        except TypeError as exc:
+            raise TypeError(f"reward {name or obj.__name__!r}: constructing {obj.__qualname__} with "
+                            f"{sorted(ctor)} failed: {exc}") from exc
+        if not isinstance(getattr(module, "name", None), str):
+            try:
+                module.name = name or obj.__name__
+            except AttributeError:
+                pass
+        return check_module(module, f"reward {name or obj.__name__!r}")
+    if kwargs:
+        raise TypeError(f"reward {name or obj!r} is not a class, so it takes no options (got {sorted(kwargs)})")
+    if isinstance(getattr(obj, "name", None), str) and callable(obj) and not inspect.isroutine(obj):
+        return obj  # already a module instance
+    if callable(obj):
+        return FunctionReward(obj, name=name or getattr(obj, "__name__", None))
+    raise TypeError(f"reward {name!r} resolved to {obj!r}, which is neither a class, a function nor a module "
+                    f"instance. {_FORMS}")
+
+
+def make(spec: Any, **options: Any) -> Any:
+    """Build a reward module from ``spec`` (see the module docstring for the resolution order).
+
+    - ``str``: registered / built-in name, ``"package.module:attr"``, or entry-point plug-in;
+    - a module instance (anything callable with a string ``name``): returned as is;
+    - a class: instantiated with the ``options`` it accepts;
+    - a plain function: wrapped (its ``__name__`` is the name);
+    - a dict ``{spec: weight}``: a :class:`rewards.CompositeReward`.
+
+    ``options`` (e.g. ``device="cuda"``) are passed to every constructor whose signature accepts them.
+    Raises :class:`UnknownRewardError` (a ``KeyError``) for an unknown name.
+    """
+    if isinstance(spec, Mapping):
+        from .composite import CompositeReward
+
+        return CompositeReward.from_spec(spec, **options)
+    if isinstance(spec, str):
+        obj, name = _resolve(spec)
+        return build(obj, name, options=options)
+    if spec is None:
+        raise TypeError(f"reward spec is None. {_FORMS}")
+    return build(spec, None, options=options)
