@@ -1,0 +1,172 @@
+"""PPO configuration: one dataclass, one docstring per field. CleanRL names for the RL knobs, TRL names for the
+language-model ones. Load from YAML with ``PPOConfig.from_yaml(path, **overrides)``."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class PPOConfig:
+    # ---------------------------------------------------------------------------------------- task and model
+    model: str = "smollm2-135m"
+    """Policy to start from (and the frozen reference): smollm2-135m, tiny-random, a hub id or a local path."""
+    dataset: str = "customer_service"
+    """Dialogue dataset: customer_service, chatterbot, or a JSONL path. Training uses its train split."""
+    reward: Any = None
+    """Reward spec for the env (a name, {name: weight}, or module:attr); None = the seed's default reward."""
+    max_new_tokens: int = 48
+    """Longest reply, in tokens (the env truncates there)."""
+    max_context_tokens: int = 384
+    """Longest context, in tokens; longer ones lose their oldest turns."""
+    system_prompt: str | None = "auto"
+    """The env's system prompt ("auto": a customer-service prompt for that dataset)."""
+    seed: int = 0
+    """Seeds torch, the env's dialogue draws and the sampler. Same seed -> same run on CPU."""
+    device: str = "cpu"
+    """cpu or cuda; the env, the models and the reward live there."""
+    dtype: str = "auto"
+    """Model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16."""
+
+    # --------------------------------------------------------------------------------------------- rollouts
+    num_envs: int = 16
+    """Parallel dialogues per rollout = replies per PPO iteration (the batched env's num_envs)."""
+    total_iterations: int = 30
+    """PPO iterations (rollout + update)."""
+    time_limit_s: float | None = None
+    """Stop training after this many seconds of training (evaluations not counted); None = no limit."""
+    temperature: float = 0.7
+    """Sampling temperature; the policy being optimised is softmax(logits / temperature)."""
+
+    # ---------------------------------------------------------------------------------------- optimisation
+    learning_rate: float = 1e-5
+    """AdamW learning rate."""
+    anneal_lr: bool = False
+    """Linearly decay the learning rate to 0 over total_iterations."""
+    update_epochs: int = 4
+    """PPO epochs over each rollout."""
+    num_minibatches: int = 2
+    """Minibatches per epoch (num_envs must divide evenly)."""
+    norm_adv: bool = True
+    """Whiten advantages over the batch's real tokens."""
+    clip_coef: float = 0.2
+    """PPO ratio clip epsilon."""
+    clip_vloss: bool = True
+    """Clip the value loss around the rollout's values (with clip_coef)."""
+    vf_coef: float = 0.5
+    """Weight of the value loss."""
+    ent_coef: float = 0.0
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    target_kl: float | None = None
+    """Stop the epochs of an iteration early when approx_kl (old vs new policy) exceeds this."""
+    gamma: float = 1.0
+    """Discount over reply tokens."""
+    gae_lambda: float = 0.95
+    """GAE lambda."""
+
+    # ------------------------------------------------------------------------------- LM-specific (TRL names)
+    kl_coef: float = 0.05
+    """Per-token KL penalty coefficient beta against the frozen reference (initial value if adaptive)."""
+    kl_estimator: str = "k1"
+    """k1, k2 or k3 (Schulman 2020) for the per-token KL penalty."""
+    adaptive_kl: bool = False
+    """Adapt kl_coef towards kl_target (Ziegler et al. 2019)."""
+    kl_target: float = 6.0
+    """Target KL per reply (summed over tokens) for the adaptive controller."""
+    kl_horizon: int = 10000
+    """Horizon of the adaptive controller, in replies."""
+    whiten_rewards: bool = False
+    """Whiten per-token rewards (without shifting the mean) before GAE."""
+    num_layers_unfrozen: int = 2
+    """Train only the top N decoder layers (-1 = all). The frozen trunk is shared with the reference model and
+    computed once per rollout, so PPO epochs cost about N / n_layers of a full pass."""
+    train_lm_head: bool = False
+    """Also train the output embedding (untied from the input embedding)."""
+    lora_r: int = 0
+    """LoRA rank on the trainable layers (0 = train them in full). Needs peft."""
+    lora_alpha: int = 16
+    """LoRA alpha."""
+
+    # ------------------------------------------------------------------------------ evaluation and logging
+    eval_every: int = 0
+    """Evaluate on eval_split every N iterations (0 = only before and after training)."""
+    eval_split: str = "validation"
+    """Split of the periodic evaluations."""
+    eval_limit: int | None = None
+    """Evaluate on the first N dialogues of a split (None = all)."""
+    eval_batch_size: int = 25
+    """Dialogues generated at once during evaluation."""
+    eval_greedy: bool = False
+    """Evaluate with greedy decoding instead of sampling at `temperature`."""
+    final_split: str = "test"
+    """Split of the before/after table."""
+    checkpoint_every: int = 10
+    """Write a checkpoint every N iterations (and always at the end)."""
+    logger: str = "tensorboard"
+    """tensorboard, wandb or none."""
+    wandb_project: str = "dialogue-rl"
+    """Weights & Biases project when logger = wandb."""
+    examples: int = 4
+    """Example replies shown before/after."""
+    extra: dict = field(default_factory=dict)
+    """Free-form notes stored with the run."""
+
+    # --------------------------------------------------------------------------------------------- derived
+    @property
+    def minibatch_size(self) -> int:
+        return self.num_envs // self.num_minibatches
+
+    def validate(self) -> PPOConfig:
+        if self.num_envs < 1 or self.num_minibatches < 1 or self.num_envs % self.num_minibatches:
+            raise ValueError(f"num_envs={self.num_envs} must be a positive multiple of num_minibatches="
+                             f"{self.num_minibatches}")
+        if self.kl_estimator not in ("k1", "k2", "k3"):
+            raise ValueError(f"kl_estimator={self.kl_estimator!r}: use k1, k2 or k3")
+        if self.logger not in ("tensorboard", "wandb", "none"):
+            raise ValueError(f"logger={self.logger!r}: use tensorboard, wandb or none")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PPOConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown PPO config field(s) {unknown}; valid fields: {sorted(names)}")
+        return cls(**data).validate()
+
+    @classmethod
+    def from_yaml(cls, path, **overrides) -> PPOConfig:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist (see configs/ for examples)")
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of PPOConfig fields at the top level")
+        data.update(overrides)
+        return cls.from_dict(data)
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["learning_rate=3e-5", "num_envs=8"]`` -> ``{"learning_rate": 3e-05, "num_envs": 8}`` (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"override {pair!r} must look like field=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out

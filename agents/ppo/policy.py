@@ -1,0 +1,156 @@
+"""The PPO policy: a causal LM with a value head, split into a frozen trunk and trainable top layers.
+
+With ``num_layers_unfrozen = k`` only the top ``k`` decoder layers (plus the final norm and, optionally, the LM
+head) train. The trunk (embeddings and the lower layers) is then the same function for the policy and for the
+frozen reference model, so:
+
+- during generation we keep the trunk's output ``h`` (the hidden state entering layer ``n - k``) for every token;
+- the policy's log-probs and values, and the reference's log-probs, are the top ``k`` layers applied to ``h``
+  (the reference keeps a frozen copy of the original top layers);
+- every PPO epoch re-runs only those ``k`` layers, never the trunk.
+
+For SmolLM2-135M (30 layers) and ``k = 2`` a PPO epoch costs about a fifteenth of a full forward and backward.
+``num_layers_unfrozen = -1`` trains every layer (the trunk is then empty: ``h`` is the token embeddings).
+``lora_r > 0`` puts LoRA adapters (peft) on the trainable layers instead of training them in full.
+
+The top-layer forward calls the model's own decoder layers with a mask and rotary embeddings built here; it is
+tested to reproduce the model's full forward exactly (tests/test_ppo_policy.py). Supported: Llama-style models
+(``model.model.layers``, ``model.model.norm``, ``model.model.rotary_emb``), which covers SmolLM2, Llama, Qwen2 and
+Mistral. Other architectures raise a clear error.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Positions for a left-padded batch: 0 at each row's first real token. ``mask`` (B, S) -> (B, S) long."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Additive (B, 1, S, S) mask: query i sees key j iff j <= i and j is a real token. A padded query also sees
+    itself, so that no attention row is empty (an empty row would give NaN, and 0 * NaN still poisons sums)."""
+    B, S = mask.shape
+    causal = torch.ones(S, S, dtype=torch.bool, device=mask.device).tril()  # (S, S)
+    allowed = causal.unsqueeze(0) & mask.bool().unsqueeze(1)  # (B, S, S): key j real and j <= i
+    allowed = allowed | torch.eye(S, dtype=torch.bool, device=mask.device).unsqueeze(0)
+    bias = torch.zeros(B, 1, S, S, dtype=dtype, device=mask.device)
+    return bias.masked_fill(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+
+
+class PolicyWithValue(nn.Module):
+    """A causal LM (HF) + scalar value head, with the trunk / top split described in the module docstring."""
+
+    def __init__(self, lm, num_layers_unfrozen: int = 2, train_lm_head: bool = False, lora_r: int = 0,
+                 lora_alpha: int = 16, lora_dropout: float = 0.0):
+        super().__init__()
+        inner = getattr(lm, "model", None)
+        if inner is None or not all(hasattr(inner, a) for a in ("layers", "norm", "rotary_emb", "embed_tokens")):
+            raise TypeError(f"{type(lm).__name__} is not a Llama-style causal LM (model.model.layers / norm / "
+                            f"rotary_emb / embed_tokens); the PPO agent supports Llama, SmolLM2, Qwen2, Mistral")
+        n = len(inner.layers)
+        k = n if num_layers_unfrozen is None or num_layers_unfrozen < 0 else int(num_layers_unfrozen)
+        if not 1 <= k <= n:
+            raise ValueError(f"num_layers_unfrozen={num_layers_unfrozen} must be in 1..{n} or -1 for all layers")
+        self.lm = lm
+        self.n_layers, self.k = n, k
+        self.split = n - k  # index of the first trainable layer; h = input of layer `split`
+        hidden = lm.config.hidden_size
+        # Frozen reference head: a copy of the original top layers, final norm and LM head.
+        self.ref_layers = copy.deepcopy(inner.layers[self.split:])
+        self.ref_norm = copy.deepcopy(inner.norm)
+        self.ref_lm_head = copy.deepcopy(lm.lm_head) if train_lm_head else lm.lm_head
+        for module in (self.ref_layers, self.ref_norm):
+            module.requires_grad_(False)
+        # Value head on the policy's final hidden state; starts near zero so early advantages are the rewards.
+        self.value_head = nn.Linear(hidden, 1)
+        nn.init.normal_(self.value_head.weight, std=1.0 / (hidden ** 0.5) * 0.1)
+        nn.init.zeros_(self.value_head.bias)
+        self.value_head.to(device=next(lm.parameters()).device)
+
+        lm.requires_grad_(False)
+        if lora_r > 0:
+            from peft import LoraConfig, inject_adapter_in_model
+
+            config = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+                                target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
+                                                "down_proj"],
+                                layers_to_transform=list(range(self.split, n)))
+            inject_adapter_in_model(config, lm)
+            for name, p in lm.named_parameters():
+                p.requires_grad_("lora_" in name)
+        else:
+            inner.layers[self.split:].requires_grad_(True)
+            inner.norm.requires_grad_(True)
+        if train_lm_head:
+            lm.lm_head.requires_grad_(True)
+            if getattr(lm.config, "tie_word_embeddings", False):
+                # Untie so that training the head does not move the (frozen) input embeddings of the trunk.
+                lm.lm_head.weight = nn.Parameter(lm.lm_head.weight.detach().clone())
+        self.lora_r = lora_r
+
+    # ------------------------------------------------------------------------------------------------ parts
+    @property
+    def inner(self):
+        return self.lm.model
+
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def _top(self, h, mask, layers, norm):
+        """Run decoder ``layers`` then ``norm`` on ``h`` (B, S, H) with padding ``mask`` (B, S)."""
+        pos = position_ids_from_mask(mask)  # (B, S)
+        bias = attention_bias(mask, h.dtype)  # (B, 1, S, S)
+        rope = self.inner.rotary_emb(h, position_ids=pos)
+        for layer in layers:
+            out = layer(h, attention_mask=bias, position_ids=pos, position_embeddings=rope)
+            h = out[0] if isinstance(out, tuple) else out
+        return norm(h)
+
+    def trunk(self, input_ids, mask):
+        """Hidden state entering the first trainable layer, (B, S, H); no gradient."""
+        with torch.no_grad():
+            h = self.inner.embed_tokens(input_ids)
+            if self.split == 0:
+                return h
+            pos = position_ids_from_mask(mask)
+            bias = attention_bias(mask, h.dtype)
+            rope = self.inner.rotary_emb(h, position_ids=pos)
+            for layer in self.inner.layers[: self.split]:
+                out = layer(h, attention_mask=bias, position_ids=pos, position_embeddings=rope)
+                h = out[0] if isinstance(out, tuple) else out
+            return h
+
+    def policy_head(self, h, mask, keep_from: int = 0):
+        """Policy logits (B, S', V) and values (B, S') from trunk states ``h`` (B, S, H), for positions
+        ``keep_from:`` only (the LM head is the costliest layer: skip the context positions)."""
+        x = self._top(h, mask, self.inner.layers[self.split:], self.inner.norm)[:, keep_from:]
+        return self.lm.lm_head(x), self.value_head(x).squeeze(-1)
+
+    def reference_logits(self, h, mask, keep_from: int = 0):
+        """Logits of the frozen reference model (B, S', V) from the same trunk states; no gradient."""
+        with torch.no_grad():
+            x = self._top(h, mask, self.ref_layers, self.ref_norm)[:, keep_from:]
+            return self.ref_lm_head(x)
+
+    def merged_lm(self):
+        """The policy as a plain causal LM (LoRA merged into a copy), for saving and evaluation."""
+        if self.lora_r <= 0:
+            return self.lm
+        merged = copy.deepcopy(self.lm)
+        for module in merged.modules():
+            if hasattr(module, "merge") and hasattr(module, "lora_A"):
+                module.merge()
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        # Replace each LoRA layer by its (now merged) base layer.
+        for module in list(merged.modules()):
+            for child_name, child in list(module.named_children()):
+                if isinstance(child, BaseTunerLayer):
+                    setattr(module, child_name, child.get_base_layer())
+        return merged

@@ -1,0 +1,406 @@
+"""Token-level PPO for a language model on the batched Dialogue-v0 env. The loop reads top to bottom.
+
+One iteration:
+1. Rollout: ``num_envs`` dialogues; the policy writes each reply token by token through the vector env (KV cache
+   reused between tokens); the env scores every finished reply. The trunk's hidden states are kept.
+2. From those states, the trainable top layers give the old log-probs and values, the frozen reference's top
+   layers give the reference log-probs (no trunk recomputation).
+3. Per-token rewards r_t = -beta * KL_t, plus the env's score on the reply's last token; GAE advantages.
+4. ``update_epochs`` epochs of minibatch PPO on the clipped surrogate + clipped value loss - entropy bonus.
+5. Log, adapt beta, checkpoint, evaluate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import dialogue_env  # noqa: F401  (registers the envs)
+from agents.evaluate import apply_ethics, format_table, rows_from_rollout, summarize
+from agents.ppo import functional as F
+from agents.ppo.config import PPOConfig
+from agents.ppo.kl import AdaptiveKLController, FixedKLController
+from agents.ppo.policy import PolicyWithValue
+from agents.rollout import Rollout, generate_through_env
+from dialogue_env.models import load_policy
+
+CHECKPOINT_GLOB = "iter-*"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_env(cfg: PPOConfig, num_envs: int, split: str):
+    return gym.make_vec("dialogue_env/Dialogue-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
+                        model=cfg.model, dataset=cfg.dataset, split=split, reward=cfg.reward,
+                        max_new_tokens=cfg.max_new_tokens, max_context_tokens=cfg.max_context_tokens,
+                        system_prompt=cfg.system_prompt, device=cfg.device, return_tensors=True)
+
+
+def response_logprobs(policy: PolicyWithValue, ro: Rollout, temperature: float, with_ref: bool = True):
+    """Old log-probs, values and reference log-probs of the rollout's reply tokens, each (B, T)."""
+    ids, mask = ro.sequence()
+    Lq = ro.query_ids.shape[1]
+    with torch.no_grad():
+        logits, values = policy.policy_head(ro.trunk_states, mask, keep_from=Lq - 1)  # (B, T, V), (B, T)
+        logp = F.logprobs_from_logits(logits.float() / temperature, ro.response_ids)
+        ref_logp = None
+        if with_ref:
+            ref_logits = policy.reference_logits(ro.trunk_states, mask, keep_from=Lq - 1)
+            ref_logp = F.logprobs_from_logits(ref_logits.float() / temperature, ro.response_ids)
+    return logp, values.float(), ref_logp
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, seed: int, env=None):
+    """Generate one reply per dialogue of ``split`` with the current policy and summarise it (same fields as
+    ``dialogue-rl evaluate``). KL and perplexity use the frozen reference heads on the shared trunk states, at
+    temperature 1."""
+    env = env or make_env(cfg, cfg.eval_batch_size, split)
+    dialogues = env.unwrapped.batch.dialogues
+    n = len(dialogues) if cfg.eval_limit is None else min(cfg.eval_limit, len(dialogues))
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    B = env.unwrapped.num_envs
+    policy.eval()
+    for start in range(0, n, B):
+        idx = list(range(start, min(start + B, n)))
+        padded = idx + [idx[-1]] * (B - len(idx))
+        ro = generate_through_env(env, policy.lm, temperature=cfg.temperature, greedy=cfg.eval_greedy,
+                                  generator=gen, capture_layer=policy.split, dialogue_indices=padded)
+        logp, _, ref_logp = response_logprobs(policy, ro, temperature=1.0)
+        rows += rows_from_rollout(ro, logp, ref_logp, keep=len(idx))
+    ethics_stats = apply_ethics(rows)
+    return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
+
+
+# ---------------------------------------------------------------------------------------------- checkpoints
+def _trainable_state(policy: PolicyWithValue) -> dict:
+    return {name: p.detach().cpu().clone() for name, p in policy.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer, optimizer, kl_ctl, gen, env,
+                    progress: dict, keep: int = 2) -> Path:
+    """Write ``out/checkpoints/iter-NNNNNN`` atomically (a temporary directory renamed into place).
+
+    The directory is a complete Hugging Face model (``config.json``, ``model.safetensors``, tokenizer), so
+    ``load_policy(path)`` and ``dialogue-rl evaluate --policy path`` accept it, plus ``dialogue_rl.json`` (the run
+    config, the base model, the iteration) and ``trainer_state.pt`` (trainable weights, value head, optimizer,
+    KL controller and every random-number state, for ``--resume``)."""
+    root = out / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"iter-{iteration:06d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-iter-{iteration:06d}-", dir=root))
+    try:
+        policy.merged_lm().save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        torch.save({
+            "iteration": iteration,
+            "trainable": _trainable_state(policy),
+            "optimizer": optimizer.state_dict(),
+            "kl_ctl": kl_ctl.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": np.random.get_state(),
+            "python_rng": random.getstate(),
+            "sampler_rng": gen.get_state(),
+            "env_rngs": [r.bit_generator.state for r in env.unwrapped._rngs],
+            "progress": progress,
+        }, tmp / "trainer_state.pt")
+        meta = {"format": "dialogue-rl-ppo-checkpoint", "version": 1, "iteration": iteration,
+                "base_model": cfg.model, "config": cfg.to_dict(), "progress": progress}
+        (tmp / "dialogue_rl.json").write_text(json.dumps(meta, indent=2, default=str))
+        if final.exists():  # re-running the same iteration after a resume: replace the old one
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(out: Path) -> Path | None:
+    """The newest complete checkpoint under ``out`` (temporary directories of a killed write are ignored)."""
+    found = sorted(p for p in (out / "checkpoints").glob(CHECKPOINT_GLOB) if (p / "trainer_state.pt").is_file())
+    return found[-1] if found else None
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class Logger:
+    """TensorBoard (default) or Weights & Biases scalars under charts/, losses/, rewards/<name>, eval/."""
+
+    def __init__(self, cfg: PPOConfig, out: Path):
+        self.kind = cfg.logger
+        self.tb = self.wandb = None
+        if self.kind == "tensorboard":
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+        elif self.kind == "wandb":
+            try:
+                import wandb
+            except ImportError as err:
+                raise ImportError("logger: wandb needs the wandb package: pip install 'dialogue-rl[wandb]'") from err
+            self.wandb = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), dir=str(out))
+
+    def log(self, scalars: dict, step: int) -> None:
+        scalars = {k: float(v) for k, v in scalars.items() if v is not None and np.isfinite(float(v))}
+        if self.tb is not None:
+            for k, v in scalars.items():
+                self.tb.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(scalars, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def _eval_scalars(summary: dict, prefix: str = "eval") -> dict:
+    keys = ("reward", "reward_std", "kl", "perplexity", "distinct_1", "distinct_2", "mean_length",
+            "ethics_violation_rate")
+    out = {f"{prefix}/{k}": summary[k] for k in keys}
+    out.update({f"{prefix}/rewards/{k}": v for k, v in summary["components"].items()})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------- train
+def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, log=print) -> dict:
+    """Run PPO; return a dict with the before/after summaries (``None`` entries when an evaluation was skipped)."""
+    from tqdm.auto import tqdm
+
+    cfg.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt = latest_checkpoint(out) if resume else None
+    if resume and ckpt is None:
+        log(f"[dialogue-rl] --resume: no checkpoint under {out}/checkpoints, starting from scratch")
+    seed_everything(cfg.seed)
+
+    # ---- models: the policy (trainable top layers + value head) and the frozen reference heads
+    lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    policy = PolicyWithValue(lm, num_layers_unfrozen=cfg.num_layers_unfrozen, train_lm_head=cfg.train_lm_head,
+                             lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
+    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
+    kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
+              else FixedKLController(cfg.kl_coef))
+    envs = make_env(cfg, cfg.num_envs, "train")
+    envs.reset(seed=cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
+    summaries = {}
+    if ckpt is not None:
+        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        missing = policy.load_state_dict(state["trainable"], strict=False)
+        if missing.unexpected_keys:
+            raise RuntimeError(f"checkpoint {ckpt} does not match this config: unexpected {missing.unexpected_keys}")
+        optimizer.load_state_dict(state["optimizer"])
+        kl_ctl.load_state_dict(state["kl_ctl"])
+        torch.set_rng_state(state["torch_rng"])
+        np.random.set_state(state["numpy_rng"])
+        random.setstate(state["python_rng"])
+        gen.set_state(state["sampler_rng"])
+        for rng, s in zip(envs.unwrapped._rngs, state["env_rngs"]):
+            rng.bit_generator.state = s
+        progress = dict(state["progress"])
+        before_path = out / "eval_before.json"
+        if before_path.is_file():
+            summaries["before"] = json.loads(before_path.read_text())
+        log(f"[dialogue-rl] resumed from {ckpt} at iteration {progress['iteration']}")
+    logger = Logger(cfg, out)
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+
+    # ---- evaluation of the untrained policy on the final split (the "before" column)
+    final_env = None
+    if "before" not in summaries and cfg.final_split:
+        final_env = make_env(cfg, cfg.eval_batch_size, cfg.final_split)
+        t0 = time.time()
+        summaries["before"], rows_before = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
+                                                                env=final_env)
+        _write_json(out / "eval_before.json", summaries["before"])
+        _write_jsonl(out / "eval_before.jsonl", rows_before)
+        log(f"[dialogue-rl] before training: reward {summaries['before']['reward']:.3f} on {cfg.final_split} "
+            f"({time.time() - t0:.0f} s)")
+        logger.log(_eval_scalars(summaries["before"], "final"), 0)
+
+    # ---- the loop
+    start_iter = progress["iteration"]
+    bar = tqdm(range(start_iter, cfg.total_iterations), initial=start_iter, total=cfg.total_iterations,
+               disable=not progress_bar, desc="PPO", dynamic_ncols=True)
+    B, T_mb = cfg.num_envs, cfg.minibatch_size
+    history = []
+    for iteration in bar:
+        t_iter = time.time()
+        if cfg.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate * (1.0 - iteration / cfg.total_iterations)
+
+        # 1. rollout through the batched env
+        policy.eval()
+        ro = generate_through_env(envs, policy.lm, temperature=cfg.temperature, generator=gen,
+                                  capture_layer=policy.split)
+        t_rollout = time.time() - t_iter
+        ids, seq_mask = ro.sequence()
+        Lq = ro.query_ids.shape[1]
+        mask = ro.response_mask.bool()  # (B, T)
+
+        # 2. old log-probs, values, reference log-probs from the shared trunk states
+        old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
+
+        # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
+        #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
+        kl = F.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
+        scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
+        token_r = F.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
+        if cfg.whiten_rewards:
+            token_r = F.masked_whiten(token_r, mask, shift_mean=False)
+        advantages, returns = F.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
+        if cfg.norm_adv:
+            advantages = F.masked_whiten(advantages, mask)
+
+        # 4. PPO epochs over minibatches of replies; only the top layers run
+        policy.train()
+        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
+        stop = False
+        for _epoch in range(cfg.update_epochs):
+            order = torch.randperm(B, generator=gen)
+            for start in range(0, B, T_mb):
+                mb = order[start:start + T_mb]
+                logits, values = policy.policy_head(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
+                logits = logits.float() / cfg.temperature  # (b, T, V)
+                logp = F.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
+                entropy = F.masked_mean(F.entropy_from_logits(logits), mask[mb])
+                pg_loss, pstats = F.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
+                v_loss, vstats = F.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
+                                              cfg.clip_coef if cfg.clip_vloss else None)
+                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                for key, value in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy),
+                                   ("approx_kl", pstats["approx_kl"]), ("clipfrac", pstats["clipfrac"]),
+                                   ("vf_clipfrac", vstats["vf_clipfrac"])):
+                    stats[key].append(float(value.detach()))
+                if cfg.target_kl is not None and float(pstats["approx_kl"]) > cfg.target_kl:
+                    stop = True
+                    break
+            if stop:
+                break
+
+        # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
+        kl_per_reply = float(F.masked_sum(kl, mask, dim=1).mean())
+        kl_ctl.update(kl_per_reply, B)
+        progress["iteration"] = iteration + 1
+        progress["episodes"] += B
+        progress["env_steps"] += ro.stats["env_steps"]
+        dt = time.time() - t_iter
+        progress["train_seconds"] += dt
+        scalars = {
+            "charts/episodes": progress["episodes"], "charts/env_steps": progress["env_steps"],
+            "charts/learning_rate": optimizer.param_groups[0]["lr"], "charts/kl_coef": kl_ctl.value,
+            "charts/iteration_seconds": dt, "charts/rollout_seconds": t_rollout,
+            "charts/env_steps_per_second": ro.stats["env_steps"] / max(t_rollout, 1e-9),
+            "charts/mean_reply_tokens": float(ro.lengths.float().mean()),
+            "rewards/total": float(ro.scores.mean()), "objective/kl": kl_per_reply,
+            "objective/rlhf_reward": float(ro.scores.mean()) - kl_ctl.value * kl_per_reply,
+            "losses/explained_variance": F.explained_variance(old_values, returns, mask),
+        }
+        scalars.update({f"rewards/{k}": float(np.mean(v)) for k, v in ro.components.items()})
+        scalars.update({f"losses/{k}": float(np.mean(v)) for k, v in stats.items() if v})
+        logger.log(scalars, progress["episodes"])
+        history.append(scalars)
+        bar.set_postfix(reward=f"{ro.scores.mean():.3f}", kl=f"{kl_per_reply:.2f}")
+        last = iteration + 1 == cfg.total_iterations
+        over_time = cfg.time_limit_s is not None and progress["train_seconds"] >= cfg.time_limit_s
+        if (cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0) or last or over_time:
+            save_checkpoint(out, iteration + 1, cfg, policy, tokenizer, optimizer, kl_ctl, gen, envs, progress)
+        if cfg.eval_every and (iteration + 1) % cfg.eval_every == 0 and not last:
+            s, _ = evaluate_in_training(policy, cfg, cfg.eval_split, seed=cfg.seed + 20_000)
+            logger.log(_eval_scalars(s), progress["episodes"])
+        if over_time:
+            log(f"\n[dialogue-rl] time limit {cfg.time_limit_s:.0f} s reached after {iteration + 1} iterations")
+            break
+    bar.close()
+
+    # ---- the "after" column, the table and examples
+    if cfg.final_split:
+        final_env = final_env or make_env(cfg, cfg.eval_batch_size, cfg.final_split)
+        summaries["after"], rows_after = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
+                                                              env=final_env)
+        _write_json(out / "eval_after.json", summaries["after"])
+        _write_jsonl(out / "eval_after.jsonl", rows_after)
+        logger.log(_eval_scalars(summaries["after"], "final"), progress["episodes"])
+        report = _report(cfg, summaries, out, progress)
+        (out / "report.md").write_text(report)
+        log(report)
+    logger.close()
+    return {"summaries": summaries, "progress": progress, "history": history,
+            "checkpoint": str(latest_checkpoint(out))}
+
+
+def _report(cfg: PPOConfig, summaries: dict, out: Path, progress: dict) -> str:
+    before, after = summaries.get("before"), summaries["after"]
+    lines = [f"# PPO run: {cfg.model} on {cfg.dataset} ({cfg.final_split} split)", "",
+             f"{progress['iteration']} iterations, {progress['episodes']} episodes, "
+             f"{progress['env_steps']} env steps, {progress['train_seconds']:.0f} s of training", ""]
+    table = {"before": before, "after": after} if before else {"after": after}
+    lines.append(format_table(table))
+    if before:
+        gain = (after["reward"] - before["reward"]) / max(before["reward_std"], 1e-9)
+        ppl = after["perplexity"] / before["perplexity"] - 1
+        d2 = after["distinct_2"] / max(before["distinct_2"], 1e-9)
+        lines += ["", f"reward gain: {gain:+.2f} standard deviations of the untrained policy's per-dialogue reward; "
+                      f"perplexity under the reference {100 * ppl:+.1f}%; distinct-2 ratio {d2:.2f}"]
+    lines += ["", "## Example replies", ""]
+    rows_before = _read_jsonl(out / "eval_before.jsonl") if before else []
+    rows_after = _read_jsonl(out / "eval_after.jsonl")
+    for i in range(min(cfg.examples, len(rows_after))):
+        ctx = rows_after[i]["context"][-1]["content"]
+        lines.append(f"**customer:** {ctx}")
+        if rows_before:
+            lines.append(f"- before ({rows_before[i]['reward']:.2f}): {rows_before[i]['reply']}")
+        lines.append(f"- after ({rows_after[i]['reward']:.2f}): {rows_after[i]['reply']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def _write_jsonl(path: Path, rows) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _read_jsonl(path: Path) -> list:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def gain_in_std(summaries: dict) -> float:
+    b, a = summaries["before"], summaries["after"]
+    return (a["reward"] - b["reward"]) / max(b["reward_std"], 1e-9) if not math.isnan(b["reward_std"]) else 0.0

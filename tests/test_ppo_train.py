@@ -1,0 +1,161 @@
+"""The PPO agent on the tiny model: exact trunk/top split, a real learning signal, checkpoints and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+import agents.ppo.functional as F
+import rewards
+from agents.ppo.config import PPOConfig
+from agents.ppo.policy import PolicyWithValue, position_ids_from_mask
+from agents.ppo.trainer import latest_checkpoint, train
+from agents.rollout import generate_through_env
+from dialogue_env.models import load_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@rewards.register("lowercase_bytes", override=True)
+class LowercaseBytes:
+    """Fraction of an 8-byte reply that is lowercase ASCII letters: the target tokens of the learning test."""
+
+    name = "lowercase_bytes"
+
+    def __call__(self, contexts, responses):
+        return [sum(c.islower() and c.isascii() for c in r) / 8 for r in responses]
+
+
+def _cfg(**kw):
+    base = dict(model="tiny-random", reward="lowercase_bytes", max_new_tokens=8, max_context_tokens=64, num_envs=8,
+                num_minibatches=2, update_epochs=2, total_iterations=2, learning_rate=1e-3, temperature=1.0,
+                num_layers_unfrozen=1, final_split=None, checkpoint_every=1, logger="none")
+    base.update(kw)
+    return PPOConfig(**base)
+
+
+@pytest.mark.parametrize("k", [1, 2, -1])
+def test_trunk_plus_top_layers_equal_the_full_forward(k):
+    lm, tok = load_policy("tiny-random")
+    policy = PolicyWithValue(lm, num_layers_unfrozen=k)
+    enc = tok(["Hello there, my bill is wrong", "Hi"], return_tensors="pt", padding=True)
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    with torch.no_grad():
+        full = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits
+        h = policy.trunk(ids, mask)
+        logits, values = policy.policy_head(h, mask)
+        ref = policy.reference_logits(h, mask)
+    real = mask.bool()
+    torch.testing.assert_close(logits[real], full[real], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ref[real], full[real], rtol=0, atol=1e-5)
+    assert values.shape == ids.shape
+
+
+def test_rollout_trunk_states_give_the_sampling_log_probs():
+    lm, _ = load_policy("tiny-random")
+    policy = PolicyWithValue(lm, num_layers_unfrozen=1)
+    venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                        model="tiny-random", reward="length", max_new_tokens=6, max_context_tokens=64)
+    venv.reset(seed=0)
+    ro = generate_through_env(venv, lm, generator=torch.Generator().manual_seed(0), capture_layer=policy.split)
+    ids, mask = ro.sequence()
+    Lq = ro.query_ids.shape[1]
+    assert ro.trunk_states.shape[:2] == ids.shape
+    with torch.no_grad():
+        full = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[:, Lq - 1:]
+        logits, _ = policy.policy_head(ro.trunk_states, mask, keep_from=Lq - 1)
+    m = ro.response_mask.bool()
+    a = F.logprobs_from_logits(full, ro.response_ids)[m]
+    b = F.logprobs_from_logits(logits, ro.response_ids)[m]
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
+    assert len(ro.responses) == 3 and all(isinstance(r, str) for r in ro.responses)
+
+
+def test_two_iterations_train_write_checkpoints_and_change_parameters(tmp_path):
+    cfg = _cfg()
+    lm0, _ = load_policy("tiny-random")
+    result = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)
+    assert len(result["history"]) == 2
+    for h in result["history"]:
+        for key in ("losses/pg_loss", "losses/v_loss", "losses/entropy", "objective/kl", "rewards/total"):
+            assert torch.isfinite(torch.tensor(h[key])), key
+        assert "rewards/lowercase_bytes" in h
+    ckpt = latest_checkpoint(tmp_path)
+    assert ckpt.name == "iter-000002" and (ckpt / "model.safetensors").is_file()
+    trained, _ = load_policy(str(ckpt))  # a checkpoint is a valid policy
+    top = lm0.config.num_hidden_layers - 1
+    p0 = lm0.model.layers[top].mlp.up_proj.weight
+    p1 = trained.model.layers[top].mlp.up_proj.weight
+    assert not torch.equal(p0, p1)
+    torch.testing.assert_close(lm0.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight)
+    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
+    straight = tmp_path / "straight"
+    train(_cfg(total_iterations=2), straight, progress_bar=False, log=lambda *a: None)
+    split = tmp_path / "split"
+    train(_cfg(total_iterations=1), split, progress_bar=False, log=lambda *a: None)
+    result = train(_cfg(total_iterations=2), split, resume=True, progress_bar=False, log=lambda *a: None)
+    assert result["progress"]["iteration"] == 2 and len(result["history"]) == 1
+    a = torch.load(latest_checkpoint(straight) / "trainer_state.pt", weights_only=False)["trainable"]
+    b = torch.load(latest_checkpoint(split) / "trainer_state.pt", weights_only=False)["trainable"]
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dialogue_env.cli", "train", "--config", str(ROOT / "configs" / "tiny.yaml"),
+           "--out", str(out), "--no-progress", "--set", "total_iterations=200", "final_split=null",
+           "checkpoint_every=1", "logger=none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out / "checkpoints" / "iter-000002").is_dir():
+            time.sleep(0.2)
+        assert (out / "checkpoints" / "iter-000002").is_dir(), "no checkpoint appeared"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    done = latest_checkpoint(out)
+    iteration = int(done.name.split("-")[1])
+    assert iteration >= 2
+    result = train(PPOConfig.from_yaml(ROOT / "configs" / "tiny.yaml", total_iterations=iteration + 1,
+                                       final_split=None, logger="none"),
+                   out, resume=True, progress_bar=False, log=lambda *a: None)
+    assert result["progress"]["iteration"] == iteration + 1 and len(result["history"]) == 1
+    assert latest_checkpoint(out).name == f"iter-{iteration + 1:06d}"
+
+
+def _learning_run(tmp_path, monkeypatch=None, broken=False):
+    if broken:  # a PPO that climbs the wrong way: negated advantages
+        real_gae = F.gae
+
+        def negated(*args, **kwargs):
+            adv, ret = real_gae(*args, **kwargs)
+            return -adv, ret
+
+        monkeypatch.setattr(F, "gae", negated)
+    cfg = _cfg(num_envs=16, total_iterations=12, update_epochs=4, learning_rate=1e-2, num_layers_unfrozen=-1,
+               train_lm_head=True, kl_coef=0.0, checkpoint_every=0)
+    history = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)["history"]
+    return [h["rewards/total"] for h in history]
+
+
+def test_ppo_learns_to_emit_the_rewarded_tokens(tmp_path):
+    curve = _learning_run(tmp_path)
+    assert curve[0] < 0.25  # random tokens: ~26 of 259 are lowercase letters
+    assert sum(curve[-3:]) / 3 > 0.6, curve
+
+
+def test_the_learning_test_fails_for_a_broken_ppo(tmp_path, monkeypatch):
+    curve = _learning_run(tmp_path, monkeypatch, broken=True)
+    assert sum(curve[-3:]) / 3 < 0.25, curve
