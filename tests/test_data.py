@@ -138,3 +138,22 @@ def test_chatterbot_import_english_and_chinese():
     assert len(load_dataset("chatterbot", "validation")) == len(load_chatterbot("english", "validation"))
     chinese = load_chatterbot("chinese", None)
     assert chinese and any("\u4e00" <= ch <= "\u9fff" for ch in chinese[0].turns[0]["content"])
+
+
+def test_shipped_preference_pairs():
+    from dialogue_env.data import load_preference_dataset
+
+    train, test = load_preference_dataset("customer_service", "train"), load_preference_dataset("customer_service",
+                                                                                                   "test")
+    assert (len(train), len(test)) == (400, 80)
+    kinds = {"rude", "dismissive", "off_topic", "unsafe", "vague", "wrong_policy"}
+    for pairs in (train, test):
+        assert {p.meta["rejected_kind"] for p in pairs} == kinds
+        assert all(p.context[-1]["role"] == "user" and p.chosen != p.rejected for p in pairs)
+    dialogue_split = {d.id: s for s in SPLITS for d in load_dataset("customer_service", s)}
+    assert {dialogue_split[p.meta["source_dialogue"]] for p in train} == {"train"}
+    assert {dialogue_split[p.meta["source_dialogue"]] for p in test} == {"validation"}
+    # "subtly worse" pairs: the rejected reply is about as long as the chosen one, so length is no giveaway
+    subtle = [p for p in train if p.meta["rejected_kind"] in ("vague", "wrong_policy")]
+    ratio = sum(len(p.rejected.split()) for p in subtle) / sum(len(p.chosen.split()) for p in subtle)
+    assert 0.8 < ratio < 1.2

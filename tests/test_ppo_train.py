@@ -78,16 +78,20 @@ def test_rollout_trunk_states_give_the_sampling_log_probs():
 
 
 def test_two_iterations_train_write_checkpoints_and_change_parameters(tmp_path):
-    cfg = _cfg()
+    cfg = _cfg(total_iterations=3, eval_every=1, eval_limit=4, eval_batch_size=4, logger="tensorboard")
     lm0, _ = load_policy("tiny-random")
     result = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)
-    assert len(result["history"]) == 2
+    assert len(result["history"]) == 3
+    # periodic evaluation on the validation split (not after the last iteration: the final one covers it)
+    assert [e["iteration"] for e in result["evals"]] == [1, 2]
+    assert all(e["split"] == "validation" and e["n"] == 4 for e in result["evals"])
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
     for h in result["history"]:
         for key in ("losses/pg_loss", "losses/v_loss", "losses/entropy", "objective/kl", "rewards/total"):
             assert torch.isfinite(torch.tensor(h[key])), key
         assert "rewards/lowercase_bytes" in h
     ckpt = latest_checkpoint(tmp_path)
-    assert ckpt.name == "iter-000002" and (ckpt / "model.safetensors").is_file()
+    assert ckpt.name == "iter-000003" and (ckpt / "model.safetensors").is_file()
     trained, _ = load_policy(str(ckpt))  # a checkpoint is a valid policy
     top = lm0.config.num_hidden_layers - 1
     p0 = lm0.model.layers[top].mlp.up_proj.weight
@@ -159,3 +163,32 @@ def test_ppo_learns_to_emit_the_rewarded_tokens(tmp_path):
 def test_the_learning_test_fails_for_a_broken_ppo(tmp_path, monkeypatch):
     curve = _learning_run(tmp_path, monkeypatch, broken=True)
     assert sum(curve[-3:]) / 3 < 0.25, curve
+
+
+def test_lora_trains_only_adapters_and_saves_a_merged_policy(tmp_path):
+    result = train(_cfg(total_iterations=1, lora_r=4, num_layers_unfrozen=1, learning_rate=1e-2), tmp_path,
+                   progress_bar=False, log=lambda *a: None)
+    state = torch.load(Path(result["checkpoint"]) / "trainer_state.pt", weights_only=False)["trainable"]
+    assert state and all("lora_" in k or k.startswith("value_head") for k in state)
+    base, _ = load_policy("tiny-random")
+    merged, _ = load_policy(result["checkpoint"])
+    top = base.config.num_hidden_layers - 1
+    assert not torch.equal(base.model.layers[top].self_attn.q_proj.weight,
+                           merged.model.layers[top].self_attn.q_proj.weight)
+    torch.testing.assert_close(base.model.layers[0].self_attn.q_proj.weight,
+                               merged.model.layers[0].self_attn.q_proj.weight)
+
+
+def test_length_grouped_sampler_covers_every_dialogue_once_per_pass():
+    from agents.ppo.trainer import LengthGroupedSampler
+
+    lengths = list(range(100, 0, -1))
+    sampler = LengthGroupedSampler(lengths, batch=8, seed=0)
+    batches = [sampler.next() for _ in range(12)]  # 96 of 100 per pass (the remainder waits for the next pass)
+    seen = [i for b in batches for i in b]
+    assert len(seen) == len(set(seen)) == 96
+    spread = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert max(spread) < 40  # batches hold similar lengths (a random batch of 8 would span ~75)
+    clone = LengthGroupedSampler(lengths, batch=8, seed=1)
+    clone.load_state_dict(sampler.state_dict())
+    assert [clone.next() for _ in range(5)] == [sampler.next() for _ in range(5)]

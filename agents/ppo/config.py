@@ -29,7 +29,7 @@ class PPOConfig:
     device: str = "cpu"
     """cpu or cuda; the env, the models and the reward live there."""
     dtype: str = "auto"
-    """Model dtype: auto (float32 on CPU, bfloat16 on CUDA), float32, bfloat16."""
+    """auto: float32 weights, with bfloat16 autocast on CUDA; float32: no autocast; bfloat16: bf16 weights."""
 
     # --------------------------------------------------------------------------------------------- rollouts
     num_envs: int = 16
@@ -37,7 +37,8 @@ class PPOConfig:
     total_iterations: int = 30
     """PPO iterations (rollout + update)."""
     time_limit_s: float | None = None
-    """Stop training after this many seconds of training (evaluations not counted); None = no limit."""
+    """Wall-clock budget of the whole run, evaluations included: training stops when one more iteration plus the
+    final evaluation (timed by the first one) would exceed it. None = no limit."""
     temperature: float = 0.7
     """Sampling temperature; the policy being optimised is softmax(logits / temperature)."""
 

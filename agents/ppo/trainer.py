@@ -44,6 +44,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def autocast(cfg: PPOConfig):
+    """bfloat16 autocast on CUDA when ``dtype`` is auto; a no-op elsewhere (precision is decided here only)."""
+    import contextlib
+
+    if cfg.dtype == "auto" and torch.device(cfg.device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def make_env(cfg: PPOConfig, num_envs: int, split: str):
     return gym.make_vec("dialogue_env/Dialogue-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         model=cfg.model, dataset=cfg.dataset, split=split, reward=cfg.reward,
@@ -65,6 +74,41 @@ def response_logprobs(policy: PolicyWithValue, ro: Rollout, temperature: float, 
     return logp, values.float(), ref_logp
 
 
+class LengthGroupedSampler:
+    """Dialogue indices for each rollout: every dialogue once per pass, in random order, but batched with
+    dialogues of similar context length (windows of ``4 * batch`` sorted by length), so the padded prefill wastes
+    little compute on padding. Its state is a numpy Generator, saved in checkpoints."""
+
+    def __init__(self, lengths, batch: int, seed: int, window: int = 4):
+        self.lengths = np.asarray(lengths)
+        self.batch, self.window = batch, window
+        self.rng = np.random.default_rng(seed)
+        self.queue: list = []
+
+    def next(self) -> list:
+        if not self.queue:
+            perm = self.rng.permutation(len(self.lengths))
+            if len(perm) < self.batch:  # tiny datasets: sample with replacement
+                perm = self.rng.choice(len(self.lengths), self.batch)
+            batches = []
+            step = self.batch * self.window
+            for w in range(0, len(perm) - self.batch + 1, step):
+                chunk = perm[w:w + step]
+                chunk = chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                batches += [chunk[i:i + self.batch].tolist() for i in range(0, len(chunk) - self.batch + 1,
+                                                                             self.batch)]
+            self.rng.shuffle(batches)
+            self.queue = batches
+        return self.queue.pop()
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state, "queue": [list(b) for b in self.queue]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.queue = [list(b) for b in state["queue"]]
+
+
 # ---------------------------------------------------------------------------------------------- evaluation
 def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, seed: int, env=None):
     """Generate one reply per dialogue of ``split`` with the current policy and summarise it (same fields as
@@ -77,13 +121,18 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
     rows = []
     B = env.unwrapped.num_envs
     policy.eval()
+    # Chunks of similar context length (less padding in the prefill); rows are put back in dataset order.
+    order = sorted(range(n), key=lambda i: int(env.unwrapped.batch.start_lens[i]))
     for start in range(0, n, B):
-        idx = list(range(start, min(start + B, n)))
+        idx = order[start:start + B]
         padded = idx + [idx[-1]] * (B - len(idx))
-        ro = generate_through_env(env, policy.lm, temperature=cfg.temperature, greedy=cfg.eval_greedy,
-                                  generator=gen, capture_layer=policy.split, dialogue_indices=padded)
-        logp, _, ref_logp = response_logprobs(policy, ro, temperature=1.0)
+        with autocast(cfg):
+            ro = generate_through_env(env, policy.lm, temperature=cfg.temperature, greedy=cfg.eval_greedy,
+                                      generator=gen, capture_layer=policy.split, dialogue_indices=padded)
+            logp, _, ref_logp = response_logprobs(policy, ro, temperature=1.0)
         rows += rows_from_rollout(ro, logp, ref_logp, keep=len(idx))
+    rank = {i: j for j, i in enumerate(order)}
+    rows = [rows[rank[i]] for i in range(n)]
     ethics_stats = apply_ethics(rows)
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
@@ -93,7 +142,7 @@ def _trainable_state(policy: PolicyWithValue) -> dict:
     return {name: p.detach().cpu().clone() for name, p in policy.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer, optimizer, kl_ctl, gen, env,
+def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer, optimizer, kl_ctl, gen, sampler,
                     progress: dict, keep: int = 2) -> Path:
     """Write ``out/checkpoints/iter-NNNNNN`` atomically (a temporary directory renamed into place).
 
@@ -117,7 +166,7 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
             "numpy_rng": np.random.get_state(),
             "python_rng": random.getstate(),
             "sampler_rng": gen.get_state(),
-            "env_rngs": [r.bit_generator.state for r in env.unwrapped._rngs],
+            "sampler": sampler.state_dict(),
             "progress": progress,
         }, tmp / "trainer_state.pt")
         meta = {"format": "dialogue-rl-ppo-checkpoint", "version": 1, "iteration": iteration,
@@ -186,6 +235,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     """Run PPO; return a dict with the before/after summaries (``None`` entries when an evaluation was skipped)."""
     from tqdm.auto import tqdm
 
+    t_start = time.time()
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -195,7 +245,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     seed_everything(cfg.seed)
 
     # ---- models: the policy (trainable top layers + value head) and the frozen reference heads
-    lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype=cfg.dtype)
+    lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype="float32" if cfg.dtype == "auto" else cfg.dtype)
     policy = PolicyWithValue(lm, num_layers_unfrozen=cfg.num_layers_unfrozen, train_lm_head=cfg.train_lm_head,
                              lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
     optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
@@ -204,6 +254,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     envs = make_env(cfg, cfg.num_envs, "train")
     envs.reset(seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    sampler = LengthGroupedSampler(envs.unwrapped.batch.start_lens.cpu().numpy(), cfg.num_envs, cfg.seed)
     progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
     summaries = {}
     if ckpt is not None:
@@ -217,8 +268,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         np.random.set_state(state["numpy_rng"])
         random.setstate(state["python_rng"])
         gen.set_state(state["sampler_rng"])
-        for rng, s in zip(envs.unwrapped._rngs, state["env_rngs"]):
-            rng.bit_generator.state = s
+        sampler.load_state_dict(state["sampler"])
         progress = dict(state["progress"])
         before_path = out / "eval_before.json"
         if before_path.is_file():
@@ -229,11 +279,13 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
     # ---- evaluation of the untrained policy on the final split (the "before" column)
     final_env = None
+    eval_seconds = 0.0  # how long the final evaluation will take, estimated by the first one
     if "before" not in summaries and cfg.final_split:
         final_env = make_env(cfg, cfg.eval_batch_size, cfg.final_split)
         t0 = time.time()
         summaries["before"], rows_before = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
                                                                 env=final_env)
+        eval_seconds = time.time() - t0
         _write_json(out / "eval_before.json", summaries["before"])
         _write_jsonl(out / "eval_before.jsonl", rows_before)
         log(f"[dialogue-rl] before training: reward {summaries['before']['reward']:.3f} on {cfg.final_split} "
@@ -245,65 +297,67 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     bar = tqdm(range(start_iter, cfg.total_iterations), initial=start_iter, total=cfg.total_iterations,
                disable=not progress_bar, desc="PPO", dynamic_ncols=True)
     B, T_mb = cfg.num_envs, cfg.minibatch_size
-    history = []
+    history, evals = [], []
     for iteration in bar:
         t_iter = time.time()
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * (1.0 - iteration / cfg.total_iterations)
 
-        # 1. rollout through the batched env
-        policy.eval()
-        ro = generate_through_env(envs, policy.lm, temperature=cfg.temperature, generator=gen,
-                                  capture_layer=policy.split)
-        t_rollout = time.time() - t_iter
-        ids, seq_mask = ro.sequence()
-        Lq = ro.query_ids.shape[1]
-        mask = ro.response_mask.bool()  # (B, T)
+        with autocast(cfg):  # bfloat16 on CUDA (dtype auto); nothing on CPU
+            # 1. rollout through the batched env
+            policy.eval()
+            ro = generate_through_env(envs, policy.lm, temperature=cfg.temperature, generator=gen,
+                                      capture_layer=policy.split, dialogue_indices=sampler.next())
+            t_rollout = time.time() - t_iter
+            ids, seq_mask = ro.sequence()
+            Lq = ro.query_ids.shape[1]
+            mask = ro.response_mask.bool()  # (B, T)
 
-        # 2. old log-probs, values, reference log-probs from the shared trunk states
-        old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
+            # 2. old log-probs, values, reference log-probs from the shared trunk states
+            old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
 
-        # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
-        #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
-        kl = F.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
-        scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
-        token_r = F.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
-        if cfg.whiten_rewards:
-            token_r = F.masked_whiten(token_r, mask, shift_mean=False)
-        advantages, returns = F.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
-        if cfg.norm_adv:
-            advantages = F.masked_whiten(advantages, mask)
+            # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
+            #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
+            kl = F.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
+            scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
+            token_r = F.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
+            if cfg.whiten_rewards:
+                token_r = F.masked_whiten(token_r, mask, shift_mean=False)
+            advantages, returns = F.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
+            if cfg.norm_adv:
+                advantages = F.masked_whiten(advantages, mask)
 
-        # 4. PPO epochs over minibatches of replies; only the top layers run
-        policy.train()
-        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
-        stop = False
-        for _epoch in range(cfg.update_epochs):
-            order = torch.randperm(B, generator=gen)
-            for start in range(0, B, T_mb):
-                mb = order[start:start + T_mb]
-                logits, values = policy.policy_head(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
-                logits = logits.float() / cfg.temperature  # (b, T, V)
-                logp = F.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
-                entropy = F.masked_mean(F.entropy_from_logits(logits), mask[mb])
-                pg_loss, pstats = F.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
-                v_loss, vstats = F.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
-                                              cfg.clip_coef if cfg.clip_vloss else None)
-                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
-                optimizer.step()
-                for key, value in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy),
-                                   ("approx_kl", pstats["approx_kl"]), ("clipfrac", pstats["clipfrac"]),
-                                   ("vf_clipfrac", vstats["vf_clipfrac"])):
-                    stats[key].append(float(value.detach()))
-                if cfg.target_kl is not None and float(pstats["approx_kl"]) > cfg.target_kl:
-                    stop = True
+            # 4. PPO epochs over minibatches of replies; only the top layers run
+            policy.train()
+            stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
+            stop = False
+            for _epoch in range(cfg.update_epochs):
+                order = torch.randperm(B, generator=gen)
+                for start in range(0, B, T_mb):
+                    mb = order[start:start + T_mb]
+                    logits, values = policy.policy_head(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
+                    logits = logits.float() / cfg.temperature  # (b, T, V)
+                    logp = F.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
+                    entropy = F.masked_mean(F.entropy_from_logits(logits), mask[mb])
+                    pg_loss, pstats = F.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
+                    v_loss, vstats = F.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
+                                                  cfg.clip_coef if cfg.clip_vloss else None)
+                    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    for key, value in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy),
+                                       ("approx_kl", pstats["approx_kl"]), ("clipfrac", pstats["clipfrac"]),
+                                       ("vf_clipfrac", vstats["vf_clipfrac"])):
+                        stats[key].append(float(value.detach()))
+                    if cfg.target_kl is not None and float(pstats["approx_kl"]) > cfg.target_kl:
+                        stop = True
+                        break
+                if stop:
                     break
-            if stop:
-                break
+
 
         # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
         kl_per_reply = float(F.masked_sum(kl, mask, dim=1).mean())
@@ -329,14 +383,18 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         history.append(scalars)
         bar.set_postfix(reward=f"{ro.scores.mean():.3f}", kl=f"{kl_per_reply:.2f}")
         last = iteration + 1 == cfg.total_iterations
-        over_time = cfg.time_limit_s is not None and progress["train_seconds"] >= cfg.time_limit_s
+        # Budget: stop if one more iteration and the final evaluation would not fit in time_limit_s.
+        over_time = (cfg.time_limit_s is not None
+                     and time.time() - t_start + dt + eval_seconds > cfg.time_limit_s)
         if (cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0) or last or over_time:
-            save_checkpoint(out, iteration + 1, cfg, policy, tokenizer, optimizer, kl_ctl, gen, envs, progress)
+            save_checkpoint(out, iteration + 1, cfg, policy, tokenizer, optimizer, kl_ctl, gen, sampler, progress)
         if cfg.eval_every and (iteration + 1) % cfg.eval_every == 0 and not last:
             s, _ = evaluate_in_training(policy, cfg, cfg.eval_split, seed=cfg.seed + 20_000)
             logger.log(_eval_scalars(s), progress["episodes"])
+            evals.append({"iteration": iteration + 1, **s})
         if over_time:
-            log(f"\n[dialogue-rl] time limit {cfg.time_limit_s:.0f} s reached after {iteration + 1} iterations")
+            log(f"\n[dialogue-rl] stopping after {iteration + 1} iterations to finish within time_limit_s = "
+                f"{cfg.time_limit_s:.0f} s")
             break
     bar.close()
 
@@ -352,7 +410,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         (out / "report.md").write_text(report)
         log(report)
     logger.close()
-    return {"summaries": summaries, "progress": progress, "history": history,
+    return {"summaries": summaries, "progress": progress, "history": history, "evals": evals,
             "checkpoint": str(latest_checkpoint(out))}
 
 

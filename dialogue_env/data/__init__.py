@@ -212,6 +212,16 @@ def write_jsonl(path, rows) -> None:
         raise
 
 
+def load_preference_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Preference]:
+    """Preference pairs: the shipped customer-service set (``split`` = train: 400 pairs, test: 80; contexts from
+    the dialogue set's train and validation splits respectively, never its test split), or a user's JSONL file."""
+    if name_or_path == "customer_service":
+        if split not in ("train", "test"):
+            raise ValueError(f"split={split!r}: the shipped preference set has the splits train and test")
+        return load_preferences(DATA_DIR / "preferences" / f"{split}.jsonl")
+    return load_preferences(Path(str(name_or_path)).expanduser())
+
+
 def load_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Dialogue]:
     """Dialogues of a built-in dataset split, or of a user's JSONL file.
 

@@ -1,0 +1,8 @@
+"""Thin entry point: `python scripts/evaluate.py ARGS` is `dialogue-rl evaluate ARGS`."""
+
+import sys
+
+from dialogue_env.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["evaluate", *sys.argv[1:]]))
