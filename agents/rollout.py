@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dialogue_env.models import lm_forward
+from dialogue_env.models import lm_step
 
 
 @dataclass
@@ -157,14 +157,9 @@ def _item(vector_info: dict, i: int) -> dict:
 
 
 def _forward(lm, ids, cache, **kwargs):
-    """``lm_forward`` that also returns the hidden states when asked (else None)."""
-    want_hidden = kwargs.get("output_hidden_states", False)
-    from dialogue_env.models import _cache_kwarg
-
-    name = getattr(lm, "_dialogue_rl_cache_kwarg", None) or _cache_kwarg(lm)
-    out = lm(input_ids=ids, use_cache=True, **{name: cache}, **kwargs)
-    new_cache = out["cache"] if "cache" in out else out["past_key_values"]
-    return out.logits, new_cache, (out.hidden_states if want_hidden else None)
+    """``lm_step`` returning ``(logits, cache, hidden states or None)``."""
+    out, cache = lm_step(lm, ids, cache, **kwargs)
+    return out.logits, cache, (out.hidden_states if kwargs.get("output_hidden_states") else None)
 
 
-__all__ = ["Rollout", "generate_through_env", "lm_forward"]
+__all__ = ["Rollout", "generate_through_env"]

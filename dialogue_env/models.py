@@ -264,16 +264,21 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
-def lm_forward(model, input_ids, cache=None, **kwargs):
+def lm_step(model, input_ids, cache=None, **kwargs):
     """One causal-LM forward that reuses and returns the KV cache, across transformers versions (the keyword
-    is ``cache`` in transformers 5.x and ``past_key_values`` before). Returns ``(logits, cache)``."""
+    is ``cache`` in transformers 5.x and ``past_key_values`` before). Returns ``(model output, cache)``."""
     name = getattr(model, "_dialogue_rl_cache_kwarg", None)
     if name is None:
         name = _cache_kwarg(model)
         try:
             model._dialogue_rl_cache_kwarg = name
-        except AttributeError:
+        except AttributeError:  # a model class that forbids new attributes: inspect every call
             pass
     out = model(input_ids=input_ids, use_cache=True, **{name: cache}, **kwargs)
-    new_cache = out["cache"] if "cache" in out else out["past_key_values"]
-    return out.logits, new_cache
+    return out, (out["cache"] if "cache" in out else out["past_key_values"])
+
+
+def lm_forward(model, input_ids, cache=None, **kwargs):
+    """``lm_step`` returning ``(logits, cache)``."""
+    out, cache = lm_step(model, input_ids, cache, **kwargs)
+    return out.logits, cache

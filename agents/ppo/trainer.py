@@ -13,7 +13,6 @@ One iteration:
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -26,7 +25,7 @@ import numpy as np
 import torch
 
 import dialogue_env  # noqa: F401  (registers the envs)
-from agents.evaluate import apply_ethics, format_table, rows_from_rollout, summarize
+from agents.evaluate import apply_ethics, format_table, rows_from_rollout, summarize, write_outputs
 from agents.ppo import functional as F
 from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
@@ -279,6 +278,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
     # ---- evaluation of the untrained policy on the final split (the "before" column)
     final_env = None
+    rows_before = None
     eval_seconds = 0.0  # how long the final evaluation will take, estimated by the first one
     if "before" not in summaries and cfg.final_split:
         final_env = make_env(cfg, cfg.eval_batch_size, cfg.final_split)
@@ -286,8 +286,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         summaries["before"], rows_before = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
                                                                 env=final_env)
         eval_seconds = time.time() - t0
-        _write_json(out / "eval_before.json", summaries["before"])
-        _write_jsonl(out / "eval_before.jsonl", rows_before)
+        write_outputs(summaries["before"], rows_before, out / "eval_before.json")
         log(f"[dialogue-rl] before training: reward {summaries['before']['reward']:.3f} on {cfg.final_split} "
             f"({time.time() - t0:.0f} s)")
         logger.log(_eval_scalars(summaries["before"], "final"), 0)
@@ -403,10 +402,11 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         final_env = final_env or make_env(cfg, cfg.eval_batch_size, cfg.final_split)
         summaries["after"], rows_after = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
                                                               env=final_env)
-        _write_json(out / "eval_after.json", summaries["after"])
-        _write_jsonl(out / "eval_after.jsonl", rows_after)
+        write_outputs(summaries["after"], rows_after, out / "eval_after.json")
         logger.log(_eval_scalars(summaries["after"], "final"), progress["episodes"])
-        report = _report(cfg, summaries, out, progress)
+        if summaries.get("before") and rows_before is None:  # resumed: the "before" rows are on disk
+            rows_before = _read_jsonl(out / "eval_before.jsonl")
+        report = _report(cfg, summaries, rows_before or [], rows_after, progress)
         (out / "report.md").write_text(report)
         log(report)
     logger.close()
@@ -414,7 +414,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             "checkpoint": str(latest_checkpoint(out))}
 
 
-def _report(cfg: PPOConfig, summaries: dict, out: Path, progress: dict) -> str:
+def _report(cfg: PPOConfig, summaries: dict, rows_before: list, rows_after: list, progress: dict) -> str:
     before, after = summaries.get("before"), summaries["after"]
     lines = [f"# PPO run: {cfg.model} on {cfg.dataset} ({cfg.final_split} split)", "",
              f"{progress['iteration']} iterations, {progress['episodes']} episodes, "
@@ -428,8 +428,6 @@ def _report(cfg: PPOConfig, summaries: dict, out: Path, progress: dict) -> str:
         lines += ["", f"reward gain: {gain:+.2f} standard deviations of the untrained policy's per-dialogue reward; "
                       f"perplexity under the reference {100 * ppl:+.1f}%; distinct-2 ratio {d2:.2f}"]
     lines += ["", "## Example replies", ""]
-    rows_before = _read_jsonl(out / "eval_before.jsonl") if before else []
-    rows_after = _read_jsonl(out / "eval_after.jsonl")
     for i in range(min(cfg.examples, len(rows_after))):
         ctx = rows_after[i]["context"][-1]["content"]
         lines.append(f"**customer:** {ctx}")
@@ -440,25 +438,6 @@ def _report(cfg: PPOConfig, summaries: dict, out: Path, progress: dict) -> str:
     return "\n".join(lines)
 
 
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _write_jsonl(path: Path, rows) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-    os.replace(tmp, path)
-
-
 def _read_jsonl(path: Path) -> list:
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
-
-
-def gain_in_std(summaries: dict) -> float:
-    b, a = summaries["before"], summaries["after"]
-    return (a["reward"] - b["reward"]) / max(b["reward_std"], 1e-9) if not math.isnan(b["reward_std"]) else 0.0
