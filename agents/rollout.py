@@ -55,13 +55,15 @@ def _filler_token(env) -> int:
 @torch.no_grad()
 def generate_through_env(venv, lm, *, temperature: float = 1.0, greedy: bool = False,
                          generator: torch.Generator | None = None, capture_layer: int | None = None,
-                         dialogue_indices=None) -> Rollout:
+                         dialogue_indices=None, share_prefill: bool = True) -> Rollout:
     """Start a new episode in every sub-env of ``venv`` (a ``DialogueVectorEnv``, ``turns=1``) and let ``lm`` write
     each reply token by token through ``venv.step``.
 
     Sampling is from ``softmax(logits / temperature)`` (``greedy`` takes the argmax). ``capture_layer = j`` keeps
     the hidden states entering decoder layer ``j`` for every position (what ``PolicyWithValue`` calls the trunk
-    states). ``dialogue_indices`` picks the dialogues (one per sub-env) instead of the env's seeded draw.
+    states). ``dialogue_indices`` picks the dialogues (one per sub-env) instead of the env's seeded draw; a dialogue
+    may appear several times (several samples of a reply to the same context): with ``share_prefill`` (default) each
+    distinct context is encoded once and its KV cache copied to the sub-envs that hold it.
 
     Sub-envs whose reply ended are fed a non-EOS filler token until all replies are done, so they start a new
     episode (Gymnasium's next-step autoreset) but never finish it: no reward is computed for it, and the next call
@@ -89,8 +91,22 @@ def generate_through_env(venv, lm, *, temperature: float = 1.0, greedy: bool = F
         kwargs = {"logits_to_keep": 1}  # (B, 1, V): only the next token's logits, not the context's
         if capture_layer is not None:
             kwargs["output_hidden_states"] = True
-        out = _forward(lm, query_ids.to(lm_device), None, attention_mask=attn, position_ids=pos, **kwargs)
-        logits, cache, hidden = out
+        # Prefill. Sub-envs that hold the same context (several samples per dialogue) share one prefill: encode
+        # each distinct row once, then copy its logits, hidden states and KV cache to every sub-env that has it.
+        rows = torch.cat([query_ids, query_mask], dim=1)  # (B, 2 Lq)
+        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)  # (U, 2 Lq), (B,)
+        shared = share_prefill and len(uniq) < B
+        if shared:
+            u_ids, u_mask = uniq[:, :Lq].to(lm_device), uniq[:, Lq:].to(lm_device)
+            u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)
+            logits, cache, hidden = _forward(lm, u_ids, None, attention_mask=u_mask, position_ids=u_pos, **kwargs)
+            inv = inverse.to(lm_device)
+            cache.reorder_cache(inv)  # (U, ...) -> (B, ...) on the batch axis
+            logits = logits[inv]
+            hidden = [h[inv] for h in hidden] if hidden is not None else None
+        else:
+            logits, cache, hidden = _forward(lm, query_ids.to(lm_device), None, attention_mask=attn, position_ids=pos,
+                                             **kwargs)
         captured = [hidden[capture_layer]] if capture_layer is not None else []
         next_pos = pos[:, -1:] + 1
         T = env.batch.max_new_tokens

@@ -506,3 +506,18 @@ def test_kl_controllers_state_round_trips():
     assert other.value == 0.05
     with pytest.raises(ValueError, match="adaptive"):
         other.load_state_dict(ctl.state_dict())
+
+
+@pytest.mark.parametrize("n", [2, 3, 4])
+def test_leave_one_out_baseline_matches_loop(n):
+    from agents.ppo.functional import leave_one_out_baseline
+
+    score = randn(n, 6 * n)
+    expected = []
+    for i, s in enumerate(score.tolist()):
+        group = range((i // n) * n, (i // n + 1) * n)
+        others = [score[j].item() for j in group if j != i]
+        expected.append(s - sum(others) / len(others))
+    assert_close(leave_one_out_baseline(score, n), torch.tensor(expected, dtype=torch.float64), **TIGHT)
+    with pytest.raises(ValueError, match="groups of 4"):
+        leave_one_out_baseline(torch.zeros(6), 4)

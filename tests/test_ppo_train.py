@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -55,6 +56,13 @@ def test_trunk_plus_top_layers_equal_the_full_forward(k):
     torch.testing.assert_close(logits[real], full[real], rtol=0, atol=1e-5)
     torch.testing.assert_close(ref[real], full[real], rtol=0, atol=1e-5)
     assert values.shape == ids.shape
+    # keep_from: the last layer computes only the kept positions (its own attention code), same numbers
+    with torch.no_grad():
+        tail, tail_values = policy.policy_head(h, mask, keep_from=3)
+        ref_tail = policy.reference_logits(h, mask, keep_from=3)
+    torch.testing.assert_close(tail, logits[:, 3:], rtol=0, atol=1e-5)
+    torch.testing.assert_close(ref_tail, ref[:, 3:], rtol=0, atol=1e-5)
+    torch.testing.assert_close(tail_values, values[:, 3:], rtol=0, atol=1e-5)
 
 
 def test_rollout_trunk_states_give_the_sampling_log_probs():
@@ -75,6 +83,42 @@ def test_rollout_trunk_states_give_the_sampling_log_probs():
     b = F.logprobs_from_logits(logits, ro.response_ids)[m]
     torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
     assert len(ro.responses) == 3 and all(isinstance(r, str) for r in ro.responses)
+
+
+def test_samples_of_one_dialogue_share_one_prefill_with_the_same_result():
+    lm, _ = load_policy("tiny-random")
+    venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=6, vectorization_mode="vector_entry_point",
+                        model="tiny-random", reward="length", max_new_tokens=6, max_context_tokens=64)
+    venv.reset(seed=0)
+    calls = []
+    lm.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                 with_kwargs=True)
+    idx = [4, 4, 4, 1, 1, 1]
+    shared = generate_through_env(venv, lm, greedy=True, capture_layer=1, dialogue_indices=idx)
+    assert calls[0][0] == 2  # the prefill encoded the two distinct contexts once each
+    calls.clear()
+    plain = generate_through_env(venv, lm, greedy=True, capture_layer=1, dialogue_indices=idx, share_prefill=False)
+    assert calls[0][0] == 6
+    assert torch.equal(shared.response_ids, plain.response_ids)
+    assert torch.equal(shared.query_ids, plain.query_ids)
+    torch.testing.assert_close(shared.trunk_states, plain.trunk_states, rtol=0, atol=1e-5)
+    assert list(shared.scores) == list(plain.scores)
+    assert shared.dialogue_ids[:3] == [shared.dialogue_ids[0]] * 3 and shared.dialogue_ids[0] != shared.dialogue_ids[3]
+    # sampled replies of the same context differ (they are independent samples, not copies)
+    sampled = generate_through_env(venv, lm, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                                   dialogue_indices=idx)
+    assert len(set(sampled.responses[:3])) > 1
+
+
+def test_group_samples_with_a_leave_one_out_baseline_train(tmp_path):
+    cfg = _cfg(num_envs=8, samples_per_context=4, score_baseline="group", total_iterations=2, checkpoint_every=0)
+    result = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)
+    assert result["progress"]["episodes"] == 16
+    assert all(np.isfinite(h["losses/pg_loss"]) for h in result["history"])
+    with pytest.raises(ValueError, match="samples_per_context"):
+        _cfg(num_envs=8, samples_per_context=3).validate()
+    with pytest.raises(ValueError, match="score_baseline=group needs"):
+        _cfg(score_baseline="group").validate()
 
 
 def test_two_iterations_train_write_checkpoints_and_change_parameters(tmp_path):

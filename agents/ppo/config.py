@@ -34,6 +34,13 @@ class PPOConfig:
     # --------------------------------------------------------------------------------------------- rollouts
     num_envs: int = 16
     """Parallel dialogues per rollout = replies per PPO iteration (the batched env's num_envs)."""
+    samples_per_context: int = 1
+    """Replies sampled per dialogue in a rollout: num_envs / samples_per_context distinct dialogues, each encoded
+    once (the prefill's KV cache is shared by its samples). num_envs must be a multiple of it."""
+    score_baseline: str = "none"
+    """none, or group: subtract from each reply's score the mean score of the other samples of the same dialogue
+    (leave-one-out, as in RLOO) before GAE. Needs samples_per_context >= 2. Removes the between-dialogue part of the
+    reward's variance, which the value head only learns slowly."""
     total_iterations: int = 30
     """PPO iterations (rollout + update)."""
     time_limit_s: float | None = None
@@ -126,6 +133,14 @@ class PPOConfig:
         if self.num_envs < 1 or self.num_minibatches < 1 or self.num_envs % self.num_minibatches:
             raise ValueError(f"num_envs={self.num_envs} must be a positive multiple of num_minibatches="
                              f"{self.num_minibatches}")
+        if self.samples_per_context < 1 or self.num_envs % self.samples_per_context:
+            raise ValueError(f"num_envs={self.num_envs} must be a positive multiple of samples_per_context="
+                             f"{self.samples_per_context}")
+        if self.score_baseline not in ("none", "group"):
+            raise ValueError(f"score_baseline={self.score_baseline!r}: use none or group")
+        if self.score_baseline == "group" and self.samples_per_context < 2:
+            raise ValueError("score_baseline=group needs samples_per_context >= 2 (the other samples of a dialogue "
+                             "are its baseline)")
         if self.kl_estimator not in ("k1", "k2", "k3"):
             raise ValueError(f"kl_estimator={self.kl_estimator!r}: use k1, k2 or k3")
         if self.logger not in ("tensorboard", "wandb", "none"):

@@ -221,6 +221,22 @@ def token_rewards(
     return rewards + torch.where(is_last, score, torch.zeros((), dtype=rewards.dtype, device=rewards.device))
 
 
+def leave_one_out_baseline(score: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Scores minus the mean of the *other* members of their group (RLOO; Kool et al. 2019, Ahmadian et al. 2024).
+
+    ``score`` is ``(B,)`` with ``B = G * group_size`` and the members of group ``g`` at ``g*group_size ...
+    (g+1)*group_size - 1`` (several samples of a reply to the same context). For member ``i`` of a group ``s``:
+    ``s_i - (sum_j s_j - s_i) / (group_size - 1)``. The baseline does not depend on ``s_i``, so it leaves the
+    policy gradient unbiased while removing the between-context variance.
+    """
+    if group_size < 2 or score.shape[0] % group_size:
+        raise ValueError(f"leave_one_out_baseline: batch of {score.shape[0]} is not made of groups of {group_size} "
+                         f"(group_size must be >= 2 and divide the batch)")
+    groups = score.view(-1, group_size)  # (G, n)
+    others = (groups.sum(1, keepdim=True) - groups) / (group_size - 1)  # (G, n)
+    return (groups - others).reshape(score.shape)
+
+
 def gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -43,6 +43,47 @@ def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return bias.masked_fill(~allowed.unsqueeze(1), torch.finfo(dtype).min)
 
 
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _plain_llama_layer(layer) -> bool:
+    """True for a decoder layer whose attention is Llama's (q/k/v/o projections, RoPE, grouped-query heads, no
+    q/k norms): the layers ``layer_at_positions`` re-implements."""
+    attn = getattr(layer, "self_attn", None)
+    return (attn is not None and all(hasattr(attn, a) for a in ("q_proj", "k_proj", "v_proj", "o_proj", "head_dim",
+                                                              "scaling"))
+            and not hasattr(attn, "q_norm") and not hasattr(attn, "k_norm")
+            and all(hasattr(layer, a) for a in ("input_layernorm", "post_attention_layernorm", "mlp")))
+
+
+def layer_at_positions(layer, h: torch.Tensor, bias: torch.Tensor, rope, start: int) -> torch.Tensor:
+    """A Llama decoder layer's output at positions ``start:`` only: queries, attention output and MLP for those
+    positions, keys and values for all of them. ``h`` (B, S, H) -> (B, S - start, H).
+
+    The last trainable layer only needs the reply's positions (the LM head reads nothing else), so this skips most
+    of its work: for a 250-token context and a 48-token reply, about three quarters of the layer. Same maths as
+    the model's own layer (tested equal to it)."""
+    attn = layer.self_attn
+    B, S, _ = h.shape
+    d = attn.head_dim
+    x = layer.input_layernorm(h)  # (B, S, H)
+    q = attn.q_proj(x[:, start:]).view(B, S - start, -1, d).transpose(1, 2)  # (B, heads, S', d)
+    k = attn.k_proj(x).view(B, S, -1, d).transpose(1, 2)  # (B, kv_heads, S, d)
+    v = attn.v_proj(x).view(B, S, -1, d).transpose(1, 2)
+    cos, sin = rope  # (B, S, d) each
+    q = q * cos[:, None, start:] + _rotate_half(q) * sin[:, None, start:]
+    k = k * cos[:, None] + _rotate_half(k) * sin[:, None]
+    groups = q.shape[1] // k.shape[1]  # grouped-query attention: kv head j serves query heads j*groups ...
+    k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
+    dropout = attn.attention_dropout if attn.training else 0.0
+    o = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias[:, :, start:], dropout_p=dropout,
+                                                         scale=attn.scaling)  # (B, heads, S', d)
+    y = h[:, start:] + attn.o_proj(o.transpose(1, 2).reshape(B, S - start, -1))  # (B, S', H)
+    return y + layer.mlp(layer.post_attention_layernorm(y))
+
+
 class PolicyWithValue(nn.Module):
     """A causal LM (HF) + scalar value head, with the trunk / top split described in the module docstring."""
 
@@ -102,15 +143,19 @@ class PolicyWithValue(nn.Module):
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
 
-    def _top(self, h, mask, layers, norm):
-        """Run decoder ``layers`` then ``norm`` on ``h`` (B, S, H) with padding ``mask`` (B, S)."""
+    def _top(self, h, mask, layers, norm, keep_from: int = 0):
+        """Run decoder ``layers`` then ``norm`` on ``h`` (B, S, H) with padding ``mask`` (B, S); return positions
+        ``keep_from:`` (B, S - keep_from, H). The last layer computes only those positions when it can."""
         pos = position_ids_from_mask(mask)  # (B, S)
         bias = attention_bias(mask, h.dtype)  # (B, 1, S, S)
         rope = self.inner.rotary_emb(h, position_ids=pos)
-        for layer in layers:
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
+            if i == last and keep_from > 0 and _plain_llama_layer(layer):
+                return norm(layer_at_positions(layer, h, bias, rope, keep_from))
             out = layer(h, attention_mask=bias, position_ids=pos, position_embeddings=rope)
             h = out[0] if isinstance(out, tuple) else out
-        return norm(h)
+        return norm(h[:, keep_from:])
 
     def trunk(self, input_ids, mask):
         """Hidden state entering the first trainable layer, (B, S, H); no gradient."""
@@ -129,13 +174,13 @@ class PolicyWithValue(nn.Module):
     def policy_head(self, h, mask, keep_from: int = 0):
         """Policy logits (B, S', V) and values (B, S') from trunk states ``h`` (B, S, H), for positions
         ``keep_from:`` only (the LM head is the costliest layer: skip the context positions)."""
-        x = self._top(h, mask, self.inner.layers[self.split:], self.inner.norm)[:, keep_from:]
+        x = self._top(h, mask, self.inner.layers[self.split:], self.inner.norm, keep_from)
         return self.lm.lm_head(x), self.value_head(x).squeeze(-1)
 
     def reference_logits(self, h, mask, keep_from: int = 0):
         """Logits of the frozen reference model (B, S', V) from the same trunk states; no gradient."""
         with torch.no_grad():
-            x = self._top(h, mask, self.ref_layers, self.ref_norm)[:, keep_from:]
+            x = self._top(h, mask, self.ref_layers, self.ref_norm, keep_from)
             return self.ref_lm_head(x)
 
     def merged_lm(self):

@@ -253,7 +253,8 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     envs = make_env(cfg, cfg.num_envs, "train")
     envs.reset(seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    sampler = LengthGroupedSampler(envs.unwrapped.batch.start_lens.cpu().numpy(), cfg.num_envs, cfg.seed)
+    n_samples = cfg.samples_per_context
+    sampler = LengthGroupedSampler(envs.unwrapped.batch.start_lens.cpu().numpy(), cfg.num_envs // n_samples, cfg.seed)
     progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
     summaries = {}
     if ckpt is not None:
@@ -307,7 +308,8 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             # 1. rollout through the batched env
             policy.eval()
             ro = generate_through_env(envs, policy.lm, temperature=cfg.temperature, generator=gen,
-                                      capture_layer=policy.split, dialogue_indices=sampler.next())
+                                      capture_layer=policy.split,
+                                      dialogue_indices=np.repeat(sampler.next(), n_samples))  # groups of samples
             t_rollout = time.time() - t_iter
             ids, seq_mask = ro.sequence()
             Lq = ro.query_ids.shape[1]
@@ -320,6 +322,8 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
             kl = F.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
             scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
+            if cfg.score_baseline == "group":  # s_i - mean of the other samples of the same dialogue
+                scores = F.leave_one_out_baseline(scores, n_samples)
             token_r = F.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
             if cfg.whiten_rewards:
                 token_r = F.masked_whiten(token_r, mask, shift_mean=False)
