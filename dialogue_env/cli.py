@@ -57,6 +57,18 @@ def _cmd_bench(args, rest) -> int:
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
 
+def _cmd_annotate(args) -> int:
+    from .annotate.cli import run
+
+    return run(args, args.annotate_parser)
+
+
+def _cmd_reward_model(args, rest) -> int:
+    from rewards.train_rm import main as reward_model_main
+
+    return int(reward_model_main(rest) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dialogue-rl",
@@ -91,6 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="print counts of a dataset's splits, intents and personas")
     data.add_argument("dataset", nargs="?", default="customer_service")
     data.set_defaults(func=_cmd_data)
+
+    annotate = sub.add_parser("annotate", help="label preference pairs in the browser: 'annotate serve', 'status', "
+                                               "'export' (see dialogue_env/annotate)")
+    from .annotate.cli import add_arguments as add_annotate_arguments
+
+    add_annotate_arguments(annotate)
+    annotate.set_defaults(func=_cmd_annotate, annotate_parser=annotate)
+
+    reward_model = sub.add_parser("reward-model", help="train a Bradley-Terry reward model on preference pairs: "
+                                                       "'reward-model train --out DIR' (the 'learned' reward)",
+                                  add_help=False)
+    reward_model.set_defaults(func=None, passthrough=_cmd_reward_model)
 
     bench = sub.add_parser("bench", help="benchmarks: 'bench rewards' or 'bench env' (extra flags pass through)")
     bench.add_argument("what", choices=["rewards", "env"])
