@@ -2,6 +2,9 @@
 
 - ``dialogue_env/Dialogue-v0``: token-level MDP (action = next token id), with a batched twin for
   ``gym.make_vec(..., vectorization_mode="vector_entry_point")``.
+- ``dialogue_env/DialogueTopK-v0``: the same MDP with ``Discrete(k)`` actions, the reference LM's k most likely
+  next tokens (``help(dialogue_env.topk.DialogueTopKEnv)``); ``dialogue_env.wrappers.TopKFeatures`` gives SB3 a
+  flat float observation.
 
 See ``help(dialogue_env.envs.DialogueEnv)`` for the full manual.
 """
@@ -13,13 +16,20 @@ from .models import ModelNotAvailableError, load_policy, load_tokenizer
 
 __version__ = "0.1.0"
 
-ENV_IDS = ("dialogue_env/Dialogue-v0",)
+ENV_IDS = ("dialogue_env/Dialogue-v0", "dialogue_env/DialogueTopK-v0")
 
 if "dialogue_env/Dialogue-v0" not in registry:
     register(
         id="dialogue_env/Dialogue-v0",
         entry_point="dialogue_env.envs:DialogueEnv",
         vector_entry_point="dialogue_env.envs:DialogueVectorEnv",
+    )
+
+if "dialogue_env/DialogueTopK-v0" not in registry:
+    register(
+        id="dialogue_env/DialogueTopK-v0",
+        entry_point="dialogue_env.topk:DialogueTopKEnv",
+        vector_entry_point="dialogue_env.topk:DialogueTopKVectorEnv",
     )
 
 __all__ = [

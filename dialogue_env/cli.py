@@ -38,6 +38,12 @@ def _cmd_evaluate(args, rest) -> int:
     return int(evaluate_main(rest) or 0)
 
 
+def _cmd_compare(args, rest) -> int:
+    from agents.compare import main as compare_main
+
+    return int(compare_main(rest) or 0)
+
+
 def _cmd_data(args) -> int:
     from .data.stats import print_stats
 
@@ -99,6 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="one reply per dialogue of a split, scored; JSON summary + JSONL",
                               add_help=False)
     evaluate.set_defaults(func=None, passthrough=_cmd_evaluate)
+
+    compare = sub.add_parser("compare", help="train agents (PPO, SB3 PPO/A2C/DQN, ...) with one budget and compare "
+                                             "them on held-out dialogues: tables and plots", add_help=False)
+    compare.set_defaults(func=None, passthrough=_cmd_compare)
 
     data = sub.add_parser("data", help="print counts of a dataset's splits, intents and personas")
     data.add_argument("dataset", nargs="?", default="customer_service")
