@@ -240,3 +240,14 @@ def test_length_grouped_sampler_covers_every_dialogue_once_per_pass():
     clone = LengthGroupedSampler(lengths, batch=8, seed=1)
     clone.load_state_dict(sampler.state_dict())
     assert [clone.next() for _ in range(5)] == [sampler.next() for _ in range(5)]
+
+
+def test_config_overrides_accept_numbers_yaml_reads_as_strings():
+    from agents.ppo.config import parse_overrides
+
+    # YAML 1.1 reads "1e-4" (no dot) as a string; the config turns it into the float the user meant
+    cfg = PPOConfig.from_dict(parse_overrides(["learning_rate=1e-4", "target_kl=5e-2", "time_limit_s=null",
+                                               "num_envs=8"]))
+    assert cfg.learning_rate == 1e-4 and cfg.target_kl == 0.05 and cfg.time_limit_s is None and cfg.num_envs == 8
+    with pytest.raises(ValueError, match="learning_rate='fast' is not a number"):
+        PPOConfig.from_dict({"learning_rate": "fast"})

@@ -158,6 +158,8 @@ class PPOConfig:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown PPO config field(s) {unknown}; valid fields: {sorted(names)}")
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        data = {k: _coerce_number(k, v, types[k]) for k, v in data.items()}
         return cls(**data).validate()
 
     @classmethod
@@ -173,6 +175,18 @@ class PPOConfig:
             raise ValueError(f"{path}: expected a mapping of PPOConfig fields at the top level")
         data.update(overrides)
         return cls.from_dict(data)
+
+
+def _coerce_number(name: str, value: Any, annotation: str) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type, or say why not."""
+    if not isinstance(value, str) or not any(t in annotation.split(" | ") for t in ("float", "int")):
+        return value
+    if value.strip().lower() in ("none", "null", "~") and "None" in annotation:
+        return None
+    try:
+        return int(value) if annotation.split(" | ")[0] == "int" else float(value)
+    except ValueError:
+        raise ValueError(f"config field {name}={value!r} is not a number ({annotation} expected)") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict:
