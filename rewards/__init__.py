@@ -17,9 +17,11 @@ A reward module is a batched callable ``module(contexts, responses) -> list[floa
     result.total, result.components["politeness"], result.details
 
 Built-ins: ``coherence``, ``sentiment``, ``consistency``, ``ethics`` (a gate by default), ``length``,
-``repetition``; :data:`DEFAULT_SPEC` is the seed's reward (coherence + sentiment + consistency, gated by
-ethics). Also: :class:`EthicsFilter` and :class:`PostProcessChecks` for after generation, :func:`to_trl` for
-``trl.GRPOTrainer(reward_funcs=[...])``, and ``python -m rewards.bench`` for throughput.
+``repetition``, and ``learned`` (a Bradley–Terry reward model trained on preference pairs:
+``make("learned", path=DIR)``, see :mod:`rewards.learned`); :data:`DEFAULT_SPEC` is the seed's reward
+(coherence + sentiment + consistency, gated by ethics). Also: :class:`EthicsFilter` and :class:`PostProcessChecks`
+for after generation, :func:`to_trl` for ``trl.GRPOTrainer(reward_funcs=[...])``, and ``python -m rewards.bench``
+for throughput.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .registry import (
     BUILTINS,
     DEFAULT_SPEC,
     ENTRY_POINT_GROUP,
+    TRAINED_BUILTINS,
     UnknownRewardError,
     available,
     make,
@@ -52,6 +55,7 @@ __all__ = [
     "EthicsReward",
     "FilterResult",
     "FunctionReward",
+    "LearnedReward",
     "LengthPenalty",
     "PostProcessChecks",
     "RepetitionPenalty",
@@ -59,6 +63,7 @@ __all__ = [
     "RewardModule",
     "RewardResult",
     "SentimentReward",
+    "TRAINED_BUILTINS",
     "TRLRewardFunction",
     "UnknownRewardError",
     "available",
@@ -86,6 +91,7 @@ _LAZY = {
     "CheckResult": "filters",
     "to_trl": "adapters",
     "TRLRewardFunction": "adapters",
+    "LearnedReward": "learned",
 }
 
 

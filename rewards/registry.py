@@ -3,7 +3,7 @@
 ``make(spec)`` resolves a string in this order:
 
 1. a name registered with :func:`register` or a built-in (``coherence``, ``sentiment``, ``consistency``,
-   ``ethics``, ``length``, ``repetition``);
+   ``ethics``, ``length``, ``repetition``; and ``learned``, a trained reward model, which needs ``path=``);
 2. ``"package.module:attr"`` -- ``attr`` may be a class (instantiated), a function (wrapped) or an instance;
 3. a plug-in: an entry point named ``spec`` in the group ``dialogue_env.rewards``, declared by any installed
    distribution, e.g. in its pyproject.toml::
@@ -28,6 +28,7 @@ __all__ = [
     "BUILTINS",
     "DEFAULT_SPEC",
     "ENTRY_POINT_GROUP",
+    "TRAINED_BUILTINS",
     "UnknownRewardError",
     "available",
     "build",
@@ -50,6 +51,13 @@ BUILTINS: dict[str, str] = {
     "ethics": "rewards.ethics:EthicsReward",
     "length": "rewards.penalties:LengthPenalty",
     "repetition": "rewards.penalties:RepetitionPenalty",
+}
+
+# Built-ins that serve a trained model and so need an option: `make("learned", path=DIR)` or
+# {"learned": {"weight": 1.0, "path": DIR}} (a reward-model directory from `dialogue-rl reward-model train`).
+# Kept apart from BUILTINS, whose names work with no options at all.
+TRAINED_BUILTINS: dict[str, str] = {
+    "learned": "rewards.learned:LearnedReward",
 }
 
 _REGISTRY: dict[str, Any] = {}
@@ -81,8 +89,9 @@ def register(name: str, *, override: bool = False) -> Callable[[Any], Any]:
     def decorator(obj: Any) -> Any:
         if not callable(obj):
             raise TypeError(f"@rewards.register({name!r}) needs a class or a function, got {obj!r}")
-        if not override and (name in _REGISTRY or name in BUILTINS):
-            what = "a built-in" if name in BUILTINS and name not in _REGISTRY else f"{_REGISTRY[name]!r}"
+        builtin = name in BUILTINS or name in TRAINED_BUILTINS
+        if not override and (name in _REGISTRY or builtin):
+            what = "a built-in" if builtin and name not in _REGISTRY else f"{_REGISTRY[name]!r}"
             raise ValueError(f"reward name {name!r} is already registered ({what}); choose another name or pass "
                              f"override=True: @rewards.register({name!r}, override=True)")
         _REGISTRY[name] = obj
@@ -104,7 +113,7 @@ def _entry_points() -> dict[str, Any]:
 
 def available() -> list[str]:
     """Sorted names :func:`make` accepts: built-ins, registered names and entry-point plug-ins."""
-    return sorted(set(BUILTINS) | set(_REGISTRY) | set(_entry_points()))
+    return sorted(set(BUILTINS) | set(TRAINED_BUILTINS) | set(_REGISTRY) | set(_entry_points()))
 
 
 def _import_attr(target: str, spec: str) -> Any:
@@ -133,6 +142,8 @@ def _resolve(spec: str) -> tuple[Any, str | None]:
         return _REGISTRY[spec], spec
     if spec in BUILTINS:
         return _import_attr(BUILTINS[spec], spec), spec
+    if spec in TRAINED_BUILTINS:
+        return _import_attr(TRAINED_BUILTINS[spec], spec), spec
     if ":" in spec:
         return _import_attr(spec, spec), None
     eps = _entry_points()
