@@ -1,6 +1,6 @@
 """The seed's RLHF pipeline end to end, through the real `dialogue-rl` command line, on the tiny policy:
 
-preference pairs (a JSONL file, as `dialogue-rl annotate export` writes it) -> `reward-model train` ->
+preference pairs (labelled in an annotation database, `dialogue-rl annotate export`) -> `reward-model train` ->
 `train` (PPO) with the learned reward plus the ethics gate -> `evaluate --filter ethics`.
 
 The same command sequence as the README's "The RLHF pipeline end to end", with small budgets.
@@ -32,13 +32,29 @@ def _scalars(tb_dir: Path) -> dict[str, list[float]]:
 
 
 def test_preferences_to_reward_model_to_ppo_to_filtered_evaluation(tmp_path, capsys):
+    from dialogue_env.annotate.sources import load_candidates
+    from dialogue_env.annotate.store import AnnotationStore
     from rewards.learned import LearnedReward, load_reward_model
 
-    # 1. preferences: a quarter of the shipped training pairs and half the test pairs, as the user's own files
-    train_file, test_file = tmp_path / "prefs" / "train.jsonl", tmp_path / "prefs" / "test.jsonl"
-    write_jsonl(train_file, _rows(load_preference_dataset(split="train")[::4]))
+    # 1. preferences, collected with `dialogue-rl annotate`: a quarter of the shipped training pairs are put in an
+    #    annotation database and labelled the way a person would (the page's clicks are tested in a real browser in
+    #    tests/test_annotate_browser.py; here the labels go through the same store), then exported; half the shipped
+    #    test pairs are the held-out file
+    candidates, test_file = tmp_path / "candidates.jsonl", tmp_path / "prefs" / "test.jsonl"
+    shipped = load_preference_dataset(split="train")[::4]
+    write_jsonl(candidates, _rows(shipped))
+    store = AnnotationStore(tmp_path / "labels.sqlite")
+    assert store.add_pairs(load_candidates(candidates)) == (100, 0)
+    better = {p.rejected: p.chosen for p in shipped}
+    while (pair := store.next_pair()) is not None:
+        store.record_label(pair.id, "a" if better.get(pair.reply_b) == pair.reply_a else "b", annotator="test")
+    train_file = tmp_path / "prefs" / "train.jsonl"
+    assert main(["annotate", "export", "--db", str(tmp_path / "labels.sqlite"), "--out", str(train_file)]) == 0
+    exported = load_preferences(train_file)
+    assert len(exported) == 100 and {(p.chosen, p.rejected) for p in exported} == {(p.chosen, p.rejected)
+                                                                                   for p in shipped}
     write_jsonl(test_file, _rows(load_preference_dataset(split="test")[::2]))
-    assert len(load_preferences(train_file)) == 100 and len(load_preferences(test_file)) == 40
+    assert len(load_preferences(test_file)) == 40
 
     # 2. the reward model
     rm = tmp_path / "reward_model"
