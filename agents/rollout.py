@@ -93,9 +93,11 @@ def generate_through_env(venv, lm, *, temperature: float = 1.0, greedy: bool = F
             kwargs["output_hidden_states"] = True
         # Prefill. Sub-envs that hold the same context (several samples per dialogue) share one prefill: encode
         # each distinct row once, then copy its logits, hidden states and KV cache to every sub-env that has it.
-        rows = torch.cat([query_ids, query_mask], dim=1)  # (B, 2 Lq)
-        uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)  # (U, 2 Lq), (B,)
-        shared = share_prefill and len(uniq) < B
+        shared = False
+        if share_prefill:
+            rows = torch.cat([query_ids, query_mask], dim=1)  # (B, 2 Lq)
+            uniq, inverse = torch.unique(rows, dim=0, return_inverse=True)  # (U, 2 Lq), (B,)
+            shared = len(uniq) < B
         if shared:
             u_ids, u_mask = uniq[:, :Lq].to(lm_device), uniq[:, Lq:].to(lm_device)
             u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)

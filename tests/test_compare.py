@@ -8,7 +8,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from agents.compare import COMPONENTS_PNG_SIZE, CURVES_PNG_SIZE, CompareConfig, compare, resolve_agents
@@ -18,13 +17,7 @@ TINY = dict(model="tiny-random", reward={"length": 1.0, "repetition": 1.0}, k=10
             max_context_tokens=160, eval_limit=4, eval_batch_size=4, temperature=1.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model's ops are too small for intra-op threads: one thread keeps these tests fast on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class FirstAction:

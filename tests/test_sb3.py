@@ -20,13 +20,7 @@ SMALL = {"ppo": {"n_envs": 4, "n_steps": 32, "batch_size": 64, "n_epochs": 2},
          "dqn": {"n_envs": 4, "learning_starts": 64, "train_freq": 2, "target_update_interval": 64}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model's ops are too small for intra-op threads: one thread keeps these tests fast on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 class _InitialWeights(BaseCallback):

@@ -16,13 +16,7 @@ from dialogue_env.wrappers import TopKFeatures, make_topk_features_vec, topk_fea
 KW = dict(model="tiny-random", reward="length", max_context_tokens=192, max_new_tokens=10, k=12)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The tiny model's ops are too small for intra-op threads: one thread keeps these tests fast on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _two_turns():
