@@ -285,9 +285,9 @@ class _Evaluator:
             from dialogue_env.wrappers import TopKFeaturesVector
 
             kwargs = self.cfg.env_kwargs(self.cfg.eval_split)
-            if kind in ("tokens", "lm"):
+            if kind in ("tokens", "lm"):  # an LM actor reads no observations: keep them as tensors, no host copies
                 venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=self.B,
-                                    vectorization_mode="vector_entry_point", **kwargs)
+                                    vectorization_mode="vector_entry_point", return_tensors=kind == "lm", **kwargs)
             else:
                 venv = gym.make_vec("dialogue_env/DialogueTopK-v0", num_envs=self.B,
                                     vectorization_mode="vector_entry_point", k=self.cfg.k, **kwargs)
@@ -296,171 +296,38 @@ class _Evaluator:
             self._envs[kind] = venv
         return self._envs[kind]
 
-    def _chunks(self):
-        for lo in range(0, len(self.indices), self.B):
-            chunk = self.indices[lo:lo + self.B]
-            yield chunk, chunk + [chunk[j % len(chunk)] for j in range(self.B - len(chunk))]
-
-    @torch.no_grad()
     def run_lm(self, lm, *, greedy: bool, seed: int, progress=None):
-        """Replies written by ``lm`` (sampling at ``cfg.temperature`` or greedy) through Dialogue-v0."""
-        from agents.evaluate import rows_from_rollout
-        from agents.rollout import generate_through_env
+        """Replies written by ``lm`` (sampling at ``cfg.temperature`` or greedy) through Dialogue-v0. KL: of the
+        distribution sampled from (temperature-scaled; a point mass when greedy) to the reference at temperature 1."""
+        from agents.evaluator import evaluate_actor, reply_logprobs
 
-        venv = self.env("lm")
-        generator = torch.Generator().manual_seed(seed)
-        rows, steps, t0 = [], 0, time.perf_counter()
-        for chunk, padded in self._chunks():
-            ro = generate_through_env(venv, lm, temperature=self.cfg.temperature, greedy=greedy, generator=generator,
-                                      dialogue_indices=padded)
-            temps = (1.0,) if greedy else (self.cfg.temperature, 1.0)
-            lps = _reply_logprobs(lm, ro, temps)
+        def logprobs(ro):
+            lps = reply_logprobs(lm, ro, (1.0,) if greedy else (self.cfg.temperature, 1.0))
             act_logp = torch.zeros_like(lps[-1]) if greedy else lps[0]
-            ref_logp = lps[-1] if lm is self.ref_lm else _reply_logprobs(self.ref_lm, ro, (1.0,))[0]
-            rows += rows_from_rollout(ro, act_logp, ref_logp.to(act_logp.device), len(chunk))
-            steps += int(ro.stats.get("env_steps", 0))
-            if progress is not None:
-                progress.update(len(chunk))
-        return rows, steps, time.perf_counter() - t0
+            ref_logp = lps[-1] if lm is self.ref_lm else reply_logprobs(self.ref_lm, ro)[0]
+            return act_logp, ref_logp.to(act_logp.device)
 
-    @torch.no_grad()
+        rows, stats = evaluate_actor(self.env("lm"), lm, self.indices, logprobs, temperature=self.cfg.temperature,
+                                     greedy=greedy, generator=torch.Generator().manual_seed(seed), progress=progress)
+        return rows, stats["env_steps"], stats["seconds"]
+
     def run_predict(self, agent, kind: str, *, deterministic: bool, seed: int, progress=None):
-        """Replies written by ``agent.predict`` through the batched TopK (or Dialogue-v0) env."""
-        from agents.evaluate import rows_from_rollout
-        from agents.rollout import Rollout
-        from agents.sb3.vec_env import split_infos
+        """Replies written by ``agent.predict`` through the batched TopK (or Dialogue-v0) env. KL: from the agent's
+        ``action_log_prob`` (unknown for a stochastic agent without one); the reference log-probs come from the TopK
+        env's ``info["ref_logprob"]``, or from one teacher-forced reference forward on Dialogue-v0."""
+        from agents.evaluator import evaluate_actor, reply_logprobs
 
-        venv = self.env(kind)
-        env = venv.unwrapped
-        _check_agent_space(agent, venv)
-        B, T = self.B, env.batch.max_new_tokens
-        rows, steps, t0 = [], 0, time.perf_counter()
-        for c, (chunk, padded) in enumerate(self._chunks()):
-            obs, _ = venv.reset(seed=seed if c == 0 else None, options={"dialogue_indices": np.asarray(padded)})
-            Lq = int(env.batch.mask.sum(1).max())
-            query_ids = env.batch.ids[:, -Lq:].cpu().clone()  # (B, Lq) left-padded contexts
-            query_mask = env.batch.mask[:, -Lq:].long().cpu().clone()
-            response_ids = torch.full((B, T), env.batch.pad_id, dtype=torch.long)
-            response_mask = torch.zeros((B, T), dtype=torch.long)
-            act_logp = torch.zeros((B, T))
-            ref_logp = torch.zeros((B, T))  # TopK envs: log p_ref of each chosen token, read from the env's top-k
-            known = True
-            done = np.zeros(B, dtype=bool)
-            ended_info: list[dict] = [{} for _ in range(B)]
-            scores, terminated = np.zeros(B), np.zeros(B, dtype=bool)
-            state, episode_start = None, np.ones(B, dtype=bool)
-            for t in range(T):
-                actions, state = agent.predict(obs, state=state, episode_start=episode_start,
-                                               deterministic=deterministic)
-                actions = _as_actions(actions, B, venv.single_action_space)
-                lp = _action_log_prob(agent, obs, actions, deterministic)
-                if lp is None:
-                    known = False
-                else:
-                    act_logp[:, t] = torch.as_tensor(np.asarray(lp, dtype=np.float64).reshape(B)).float()
-                if kind == "tokens":
-                    tokens = torch.as_tensor(actions)
-                else:
-                    index = torch.as_tensor(actions, device=env.ref.device).unsqueeze(1)  # (B, 1)
-                    tokens = env.ref.topk_ids.gather(1, index).squeeze(1).cpu()
-                    ref_logp[:, t] = env.ref.topk_logprobs.gather(1, index).squeeze(1).cpu()
-                live = torch.as_tensor(~done)
-                response_ids[:, t] = torch.where(live, tokens, response_ids[:, t])
-                response_mask[:, t] = live.long()
-                obs, rewards, term, trunc, infos = venv.step(actions)
-                steps += B
-                ended = (np.asarray(term) | np.asarray(trunc)) & ~done
-                if ended.any():
-                    per_env = split_infos(infos, B)
-                    for i in np.nonzero(ended)[0]:
-                        ended_info[i] = per_env[i]
-                        scores[i] = float(rewards[i])
-                        terminated[i] = bool(term[i])
-                done |= ended
-                episode_start = np.zeros(B, dtype=bool)
-                if done.all():
-                    break
-            used = t + 1
-            names: list[str] = []
-            for info in ended_info:
-                names += [k for k in info.get("reward_components", {}) if k not in names]
-            components = {k: np.asarray([info.get("reward_components", {}).get(k, 0.0) for info in ended_info])
-                          for k in names}
-            ro = Rollout(query_ids=query_ids, query_mask=query_mask, response_ids=response_ids[:, :used],
-                         response_mask=response_mask[:, :used], scores=scores, components=components,
-                         responses=[info.get("response", "") for info in ended_info],
-                         contexts=[info.get("context") for info in ended_info],
-                         references=[info.get("reference") for info in ended_info],
-                         dialogue_ids=[info.get("dialogue_id") for info in ended_info],
-                         details=[info.get("reward_details", {}) for info in ended_info], terminated=terminated)
-            if kind == "tokens":  # Dialogue-v0 holds no LM: one teacher-forced reference forward
-                ref_logp = _reply_logprobs(self.ref_lm, ro, (1.0,))[0].cpu()
-            else:  # the env's KV-cached forward already gave them (the same values, tested)
-                ref_logp = ref_logp[:, :used]
-            chunk_rows = rows_from_rollout(ro, act_logp[:, :used], ref_logp, len(chunk))
-            if not known:
-                for row in chunk_rows:
-                    row["kl"] = None
-            rows += chunk_rows
-            if progress is not None:
-                progress.update(len(chunk))
-        return rows, steps, time.perf_counter() - t0
+        def logprobs(ro):
+            ref_logp = ro.ref_logprobs if ro.ref_logprobs is not None else reply_logprobs(self.ref_lm, ro)[0].cpu()
+            return ro.logprobs, ref_logp
+
+        rows, stats = evaluate_actor(self.env(kind), agent, self.indices, logprobs, seed=seed,
+                                     deterministic=deterministic, progress=progress)
+        return rows, stats["env_steps"], stats["seconds"]
 
     def close(self):
         for venv in self._envs.values():
             venv.close()
-
-
-def _reply_logprobs(model, ro, temperatures) -> list[torch.Tensor]:
-    """``log softmax(logits / T)[a_t]`` (B, T) of the reply tokens of ``ro`` under ``model``, for each temperature,
-    from one batched forward over context + reply (as ``agents.evaluate.sequence_logprobs``)."""
-    from agents.ppo.functional import logprobs_from_logits
-
-    device = next(model.parameters()).device
-    ids, mask = ro.sequence()  # (B, Lq + T - 1)
-    ids, mask = ids.to(device), mask.to(device).long()
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    T = ro.response_ids.shape[1]
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=T).logits
-    logits = logits[:, -T:].float()  # (B, T, V)
-    targets = ro.response_ids.to(device)
-    return [logprobs_from_logits(logits / t, targets) for t in temperatures]
-
-
-def _as_actions(actions, n: int, space) -> np.ndarray:
-    a = np.asarray(actions)
-    if a.size != n:
-        raise ValueError(f"predict returned {a.size} action(s) for a batch of {n} observations; an agent's predict "
-                         f"must return one action per row of the batch (as SB3 models do for VecEnv observations)")
-    a = a.reshape(n)
-    if a.dtype.kind == "f":
-        a = np.round(a)
-    a = a.astype(np.int64)
-    if (a < 0).any() or (a >= space.n).any():
-        raise ValueError(f"predict returned actions {a.tolist()} outside the action space Discrete({space.n})")
-    return a
-
-
-def _check_agent_space(agent, venv) -> None:
-    space = getattr(agent, "observation_space", None)
-    expected = venv.single_observation_space
-    if space is None or not hasattr(space, "shape") or space.shape is None:
-        return
-    if space.shape != expected.shape:
-        raise ValueError(f"agent expects observations of shape {space.shape} but this comparison's env gives "
-                         f"{expected.shape} (model, k or wrapper differ from the ones it was trained with)")
-
-
-def _action_log_prob(agent, obs, actions, deterministic: bool):
-    if hasattr(agent, "action_log_prob"):
-        return agent.action_log_prob(obs, actions, deterministic=deterministic)
-    from stable_baselines3.common.base_class import BaseAlgorithm
-
-    if isinstance(agent, BaseAlgorithm):
-        from agents.sb3 import sb3_action_log_prob
-
-        return sb3_action_log_prob(agent, obs, actions, deterministic)
-    return np.zeros(len(actions)) if deterministic else None
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -530,10 +397,9 @@ def _ci(values) -> float:
 def summarize_agent(rows: list[dict]) -> dict:
     """Pooled summary of one agent's evaluation rows (all seeds): ``agents.evaluate.summarize`` plus a CI per
     component, per-seed reward means, KL (None if any row's is unknown) and the cost columns."""
-    from agents.evaluate import summarize
+    from agents.evaluator import summarize
 
-    base = summarize([{**r, "kl": 0.0 if r["kl"] is None else r["kl"]} for r in rows])
-    base["kl"] = None if any(r["kl"] is None for r in rows) else base["kl"]
+    base = summarize(rows)
     base["components_ci95"] = {k: _ci([r["components"].get(k, 0.0) for r in rows]) for k in base["components"]}
     seeds = sorted({r["seed"] for r in rows})
     base["seeds"] = seeds
@@ -751,7 +617,7 @@ def compare(agents=None, *, out, config: CompareConfig | Mapping | str | None = 
 
     import dialogue_env  # noqa: F401
     from agents.baselines import RandomAgent
-    from agents.evaluate import apply_ethics
+    from agents.evaluator import apply_ethics
     from dialogue_env.topk import reference_lm
 
     t_start = time.perf_counter()

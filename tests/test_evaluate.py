@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import agents.evaluate as ev
+import agents.evaluator as evaluator
 from dialogue_env.models import load_policy, tiny_model, tiny_tokenizer
 
 SUMMARY_FIELDS = (
@@ -26,7 +27,7 @@ FAST = {"reward": "length", "max_new_tokens": 6, "max_context_tokens": 256, "pro
 
 
 class Capture:
-    """Wraps generate_through_env to keep the rollouts (and optionally overwrite replies after generation)."""
+    """Wraps the collector to keep the rollouts (and optionally overwrite replies after generation)."""
 
     def __init__(self, edit=None):
         self.calls = []
@@ -40,14 +41,14 @@ class Capture:
         return rollout
 
 
-real_generate = ev.generate_through_env
+real_generate = evaluator.collect
 
 
 @pytest.fixture(scope="module")
 def tiny_run():
     capture = Capture()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ev, "generate_through_env", capture)
+        mp.setattr(evaluator, "collect", capture)
         summary, rows = ev.evaluate_policy("tiny-random", limit=6, batch_size=4, filter="ethics", **FAST)
     return summary, rows, capture
 
@@ -138,7 +139,7 @@ def test_rows_cover_the_first_dialogues_once_each_with_chunk_padding(tiny_run):
 def test_kl_and_perplexity_against_another_model_match_a_direct_computation(other_model_dir):
     capture = Capture()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ev, "generate_through_env", capture)
+        mp.setattr(evaluator, "collect", capture)
         summary, rows = ev.evaluate_policy("tiny-random", reference=str(other_model_dir), limit=3, batch_size=2,
                                            **FAST)
     assert summary["reference"] == str(other_model_dir)
@@ -166,7 +167,7 @@ def test_kl_and_perplexity_against_another_model_match_a_direct_computation(othe
 def test_perplexity_for_one_dialogue_is_exp_of_its_mean_nll(tiny_run):
     capture = Capture()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ev, "generate_through_env", capture)
+        mp.setattr(evaluator, "collect", capture)
         summary, rows = ev.evaluate_policy("tiny-random", limit=1, batch_size=1, **FAST)
     policy, _ = load_policy("tiny-random")
     lp = _direct_logprobs(policy, capture.calls[0][1], 0)
@@ -188,14 +189,14 @@ def test_checkpoint_dir_uses_its_base_model_as_reference_and_tokenizer(checkpoin
     assert self_summary["kl"] == 0.0
 
 
-def test_sequence_logprobs_keeps_only_reply_logits_and_matches_the_full_forward(tiny_run):
+def test_reply_logprobs_keeps_only_reply_logits_and_matches_the_full_forward(tiny_run):
     _, _, capture = tiny_run
     rollout = capture.calls[0][1]
     lm, _ = load_policy("tiny-random")
     shapes = []
     hook = lm.lm_head.register_forward_hook(lambda mod, inp, out: shapes.append(tuple(out.shape)))
     try:
-        fast = ev.sequence_logprobs(lm, rollout)  # (B, T)
+        fast = evaluator.reply_logprobs(lm, rollout)[0]  # (B, T)
     finally:
         hook.remove()
     B, T = rollout.response_ids.shape
@@ -243,7 +244,7 @@ def test_ethics_filter_replaces_an_unsafe_reply_end_to_end():
             rollout.responses[0] = UNSAFE
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ev, "generate_through_env", Capture(edit=make_first_reply_unsafe))
+        mp.setattr(evaluator, "collect", Capture(edit=make_first_reply_unsafe))
         summary, rows = ev.evaluate_policy("tiny-random", limit=3, batch_size=2, filter="ethics", **FAST)
     assert rows[0]["reply_raw"] == UNSAFE and rows[0]["reply"] == DEFAULT_FALLBACK
     assert rows[0]["ethics_unsafe"] is True and rows[0]["ethics_reason"].startswith("blocklist")

@@ -14,10 +14,10 @@ import torch
 
 import agents.ppo.functional as F
 import rewards
+from agents.collect import collect
 from agents.ppo.config import PPOConfig
 from agents.ppo.policy import PolicyWithValue, position_ids_from_mask
 from agents.ppo.trainer import latest_checkpoint, train
-from agents.rollout import generate_through_env
 from dialogue_env.models import load_policy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def test_rollout_trunk_states_give_the_sampling_log_probs():
     venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=3, vectorization_mode="vector_entry_point",
                         model="tiny-random", reward="length", max_new_tokens=6, max_context_tokens=64)
     venv.reset(seed=0)
-    ro = generate_through_env(venv, lm, generator=torch.Generator().manual_seed(0), capture_layer=policy.split)
+    ro = collect(venv, lm, generator=torch.Generator().manual_seed(0), capture_layer=policy.split)
     ids, mask = ro.sequence()
     Lq = ro.query_ids.shape[1]
     assert ro.trunk_states.shape[:2] == ids.shape
@@ -94,10 +94,10 @@ def test_samples_of_one_dialogue_share_one_prefill_with_the_same_result():
     lm.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
                                  with_kwargs=True)
     idx = [4, 4, 4, 1, 1, 1]
-    shared = generate_through_env(venv, lm, greedy=True, capture_layer=1, dialogue_indices=idx)
+    shared = collect(venv, lm, greedy=True, capture_layer=1, dialogue_indices=idx)
     assert calls[0][0] == 2  # the prefill encoded the two distinct contexts once each
     calls.clear()
-    plain = generate_through_env(venv, lm, greedy=True, capture_layer=1, dialogue_indices=idx, share_prefill=False)
+    plain = collect(venv, lm, greedy=True, capture_layer=1, dialogue_indices=idx, share_prefill=False)
     assert calls[0][0] == 6
     assert torch.equal(shared.response_ids, plain.response_ids)
     assert torch.equal(shared.query_ids, plain.query_ids)
@@ -105,7 +105,7 @@ def test_samples_of_one_dialogue_share_one_prefill_with_the_same_result():
     assert list(shared.scores) == list(plain.scores)
     assert shared.dialogue_ids[:3] == [shared.dialogue_ids[0]] * 3 and shared.dialogue_ids[0] != shared.dialogue_ids[3]
     # sampled replies of the same context differ (they are independent samples, not copies)
-    sampled = generate_through_env(venv, lm, temperature=1.0, generator=torch.Generator().manual_seed(0),
+    sampled = collect(venv, lm, temperature=1.0, generator=torch.Generator().manual_seed(0),
                                    dialogue_indices=idx)
     assert len(set(sampled.responses[:3])) > 1
 

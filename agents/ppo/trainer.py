@@ -1,8 +1,9 @@
 """Token-level PPO for a language model on the batched Dialogue-v0 env. The loop reads top to bottom.
 
 One iteration:
-1. Rollout: ``num_envs`` dialogues; the policy writes each reply token by token through the vector env (KV cache
-   reused between tokens); the env scores every finished reply. The trunk's hidden states are kept.
+1. Rollout: ``num_envs`` dialogues; the policy writes each reply token by token through the vector env with the one
+   collector (``agents.collect``, KV cache reused between tokens); the env scores every finished reply. The trunk's
+   hidden states are kept.
 2. From those states, the trainable top layers give the old log-probs and values, the frozen reference's top
    layers give the reference log-probs (no trunk recomputation).
 3. Per-token rewards r_t = -beta * KL_t, plus the env's score on the reply's last token; GAE advantages.
@@ -25,12 +26,13 @@ import numpy as np
 import torch
 
 import dialogue_env  # noqa: F401  (registers the envs)
-from agents.evaluate import apply_ethics, format_table, rows_from_rollout, summarize, write_outputs
+from agents.collect import Rollout, collect
+from agents.evaluate import format_table, write_outputs
+from agents.evaluator import apply_ethics, evaluate_actor, summarize
 from agents.ppo import functional as F
 from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
 from agents.ppo.policy import PolicyWithValue
-from agents.rollout import Rollout, generate_through_env
 from dialogue_env.models import load_policy
 
 CHECKPOINT_GLOB = "iter-*"
@@ -114,24 +116,19 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
     ``dialogue-rl evaluate``). KL and perplexity use the frozen reference heads on the shared trunk states, at
     temperature 1."""
     env = env or make_env(cfg, cfg.eval_batch_size, split)
-    dialogues = env.unwrapped.batch.dialogues
+    dialogues = env.unwrapped.dialogues
     n = len(dialogues) if cfg.eval_limit is None else min(cfg.eval_limit, len(dialogues))
-    gen = torch.Generator().manual_seed(seed)
-    rows = []
-    B = env.unwrapped.num_envs
     policy.eval()
-    # Chunks of similar context length (less padding in the prefill); rows are put back in dataset order.
-    order = sorted(range(n), key=lambda i: int(env.unwrapped.batch.start_lens[i]))
-    for start in range(0, n, B):
-        idx = order[start:start + B]
-        padded = idx + [idx[-1]] * (B - len(idx))
+
+    def logprobs(ro):
         with autocast(cfg):
-            ro = generate_through_env(env, policy.lm, temperature=cfg.temperature, greedy=cfg.eval_greedy,
-                                      generator=gen, capture_layer=policy.split, dialogue_indices=padded)
             logp, _, ref_logp = response_logprobs(policy, ro, temperature=1.0)
-        rows += rows_from_rollout(ro, logp, ref_logp, keep=len(idx))
-    rank = {i: j for j, i in enumerate(order)}
-    rows = [rows[rank[i]] for i in range(n)]
+        return logp, ref_logp
+
+    with autocast(cfg):
+        rows, _ = evaluate_actor(env, policy.lm, range(n), logprobs, sort_by_length=True,
+                                 temperature=cfg.temperature, greedy=cfg.eval_greedy,
+                                 generator=torch.Generator().manual_seed(seed), capture_layer=policy.split)
     ethics_stats = apply_ethics(rows)
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
@@ -254,7 +251,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     envs.reset(seed=cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     n_samples = cfg.samples_per_context
-    sampler = LengthGroupedSampler(envs.unwrapped.batch.start_lens.cpu().numpy(), cfg.num_envs // n_samples, cfg.seed)
+    sampler = LengthGroupedSampler(envs.unwrapped.context_lengths, cfg.num_envs // n_samples, cfg.seed)
     progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
     summaries = {}
     if ckpt is not None:
@@ -307,9 +304,8 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         with autocast(cfg):  # bfloat16 on CUDA (dtype auto); nothing on CPU
             # 1. rollout through the batched env
             policy.eval()
-            ro = generate_through_env(envs, policy.lm, temperature=cfg.temperature, generator=gen,
-                                      capture_layer=policy.split,
-                                      dialogue_indices=np.repeat(sampler.next(), n_samples))  # groups of samples
+            ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=gen, capture_layer=policy.split,
+                         dialogue_indices=np.repeat(sampler.next(), n_samples))  # groups of samples
             t_rollout = time.time() - t_iter
             ids, seq_mask = ro.sequence()
             Lq = ro.query_ids.shape[1]

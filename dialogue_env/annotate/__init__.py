@@ -16,7 +16,7 @@ Where the pairs come from (:mod:`dialogue_env.annotate.sources`):
 - a **candidates JSONL** (``--candidates``), one context with two or more candidate replies per line (every pair of
   them is shown), or a preference JSONL (``chosen`` / ``rejected``) to relabel;
 - a **model** (``--model``): two replies sampled from it for each of ``--pairs`` dialogues of a dataset split, written
-  token by token through the environment (``agents.rollout.generate_through_env``); ``--against reference`` samples
+  token by token through the environment (the rollout collector ``agents.collect.collect``); ``--against reference`` samples
   the second reply from a training checkpoint's base model, ``--against NAME`` from any other model.
 
 Durability (:mod:`dialogue_env.annotate.store`): everything lives in one SQLite file. The pairs are stored when the

@@ -151,8 +151,8 @@ def sample_model_pairs(model: str = "smollm2-135m", *, against: str | None = Non
     from tqdm.auto import tqdm
 
     import dialogue_env  # noqa: F401  (registers the env ids)
+    from agents.collect import collect
     from agents.evaluate import resolve_reference
-    from agents.rollout import generate_through_env
     from dialogue_env.data import load_dataset
     from dialogue_env.models import load_policy
 
@@ -175,7 +175,7 @@ def sample_model_pairs(model: str = "smollm2-135m", *, against: str | None = Non
     def make_env(name, num_envs):
         # reward "length": the env must score every reply, and this is the cheapest scorer (no model to load).
         return gym.make_vec("dialogue_env/Dialogue-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
-                            model=name, dataset=dataset, split=split, reward="length",
+                            model=name, dataset=dataset, split=split, reward="length", return_tensors=True,
                             max_new_tokens=max_new_tokens, device=device)
 
     # One model: both samples in one rollout of 2B sub-envs (rows i and B + i answer the same dialogue).
@@ -199,12 +199,12 @@ def sample_model_pairs(model: str = "smollm2-135m", *, against: str | None = Non
             keep = len(chunk)
             padded = chunk + [chunk[j % keep] for j in range(B - keep)]
             if same:
-                ra = generate_through_env(env_a, lm_a, temperature=temperature, generator=gen,
+                ra = collect(env_a, lm_a, temperature=temperature, generator=gen,
                                           dialogue_indices=padded + padded)
                 replies_b = ra.responses[B:]
             else:
-                ra = generate_through_env(env_a, lm_a, temperature=temperature, generator=gen, dialogue_indices=padded)
-                rb = generate_through_env(env_b, lm_b, temperature=temperature, generator=gen, dialogue_indices=padded)
+                ra = collect(env_a, lm_a, temperature=temperature, generator=gen, dialogue_indices=padded)
+                rb = collect(env_b, lm_b, temperature=temperature, generator=gen, dialogue_indices=padded)
                 replies_b = rb.responses
             for i in range(keep):
                 a, b = ra.responses[i], replies_b[i]

@@ -1,0 +1,310 @@
+"""The one rollout collector: every agent writes its replies through the batched environment here.
+
+``collect(venv, actor, ...)`` starts an episode in every sub-env of a batched dialogue env and steps it until every
+episode is over, with one of two kinds of actor:
+
+- a **causal language model** (a ``torch.nn.Module``) on ``Dialogue-v0``: it samples each token from
+  ``softmax(logits / temperature)`` (or takes the argmax), reusing one batched KV cache
+  (:class:`dialogue_env.kvcache.CachedDecoder`): the context is encoded once, each step feeds one token, and in a
+  multi-turn episode the next context of a sub-env is encoded and spliced in;
+- anything with Stable-Baselines3's ``predict(observation, state, episode_start, deterministic)`` on any of the
+  env ids and wrappers (``DialogueTopK-v0`` + ``TopKFeatures`` for SB3 models, ``Dialogue-v0`` itself, ...). Its
+  observations are whatever the wrapped env gives, batched; it must return one action per sub-env.
+
+PPO's rollouts, ``dialogue-rl evaluate``, the in-training evaluations, ``dialogue-rl compare`` and the annotation
+app's model samples all come from here, so every agent is scored by the same env and reward, and speed work on the
+generation loop happens in this one place. The collector reads only the Gymnasium API and the env's documented
+public members (``env.unwrapped.context_tokens()``, ``eos_token_ids``, ``vocab_size``, ``max_new_tokens``,
+``turns``, ``device``) plus, on ``DialogueTopK-v0``, ``info["token_id"]`` and ``info["ref_logprob"]``.
+
+Sub-envs whose episode is over are fed a non-end-of-reply filler token (LM actors) until every episode is done:
+Gymnasium's next-step autoreset starts a new episode there, but it never ends within the collection, so no reward
+is computed for it; the next ``collect`` resets every sub-env anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dialogue_env.kvcache import CachedDecoder
+
+
+@dataclass
+class Rollout:
+    """One episode per sub-env: its tokens (B sub-envs, T steps) and what the env said about it."""
+
+    query_ids: torch.Tensor  # (B, Lq) left-padded starting context
+    query_mask: torch.Tensor  # (B, Lq) 1 on real tokens
+    response_ids: torch.Tensor  # (B, T) the token written at each step (after the episode ended: filler, masked out)
+    response_mask: torch.Tensor  # (B, T) 1 on the agent's tokens, EOS included
+    scores: np.ndarray  # (B,) the episode's return: the env's reward for the reply (the sum over turns if turns > 1)
+    components: dict  # name -> (B,) unweighted component values of the last reply
+    responses: list  # B decoded replies (the last one if turns > 1)
+    contexts: list  # B chat histories the (last) reply answered
+    references: list  # B reference replies (or None)
+    dialogue_ids: list  # B dataset ids
+    details: list  # B dicts of reward notes
+    terminated: np.ndarray  # (B,) True if the episode ended with EOS, False if cut at max_new_tokens
+    trunk_states: torch.Tensor | None = None  # (B, Lq + T - 1, H) hidden states entering layer `capture_layer`
+    logprobs: torch.Tensor | None = None  # (B, T) log-prob of each action under the actor, when it says (predict)
+    ref_logprobs: torch.Tensor | None = None  # (B, T) reference log-prob of each token, when the env reports it
+    turns: list = field(default_factory=list)  # B lists of per-reply records (response, reward, components, ...)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(1)
+
+    def sequence(self):
+        """Context + reply minus the last token, with its mask: the input whose logits score every reply token.
+        Returns ``(ids (B, Lq+T-1), mask (B, Lq+T-1))``. One reply per episode (``turns=1``) only."""
+        if any(len(t) > 1 for t in self.turns):
+            raise ValueError("Rollout.sequence() needs one reply per episode; this rollout has multi-turn episodes")
+        ids = torch.cat([self.query_ids, self.response_ids[:, :-1]], dim=1)
+        mask = torch.cat([self.query_mask, torch.ones_like(self.response_ids[:, :-1])], dim=1)
+        return ids, mask
+
+
+# ------------------------------------------------------------------------------------------------------- actors
+class LMActor:
+    """A causal LM choosing every token of ``Dialogue-v0``, with one batched KV cache."""
+
+    observes_tokens = True
+
+    def __init__(self, lm, num_envs: int, *, temperature: float = 1.0, greedy: bool = False,
+                 generator: torch.Generator | None = None, capture_layer: int | None = None,
+                 share_prefill: bool = True):
+        if temperature <= 0 and not greedy:
+            raise ValueError(f"temperature={temperature} must be > 0 (or use greedy decoding)")
+        self.decoder = CachedDecoder(lm, num_envs, hidden_layer=capture_layer)
+        self.temperature, self.greedy, self.generator = temperature, greedy, generator
+        self.capture = capture_layer is not None
+        self.share = share_prefill
+        self.captured: list[torch.Tensor] = []
+        self.logits: torch.Tensor | None = None  # (B, V) next-token logits of every row
+
+    def start(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
+        rows = np.arange(len(ids))
+        self.logits, hidden = self.decoder.prefill(rows, ids, mask, share=self.share)
+        self.captured = [hidden] if self.capture else []
+
+    def act(self, obs, filler: int, done: np.ndarray):
+        logits = self.logits.float()  # (B, V)
+        if self.greedy:
+            action = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / self.temperature, dim=-1)
+            action = torch.multinomial(probs.cpu(), 1, generator=self.generator).squeeze(1).to(logits.device)
+        done_t = torch.as_tensor(done, device=action.device)
+        return torch.where(done_t, torch.full_like(action, filler), action), None
+
+    def observe(self, tokens: torch.Tensor, active: np.ndarray, new_context: np.ndarray, env) -> None:
+        """Feed the tokens just written; encode the new context of sub-envs whose next turn began."""
+        self.logits, hidden = self.decoder.advance(tokens, torch.as_tensor(active))
+        if self.capture:
+            self.captured.append(hidden)
+        rows = np.nonzero(new_context)[0]
+        if rows.size:
+            ids, mask = env.context_tokens(rows)
+            logits, _ = self.decoder.prefill(rows, ids, mask)
+            self.logits[torch.as_tensor(rows, device=self.logits.device)] = logits
+
+
+class PredictActor:
+    """Anything with SB3's ``predict(observation, state=None, episode_start=None, deterministic=False)``; its
+    ``action_log_prob(observation, actions, deterministic)`` (or SB3's own, for SB3 models) gives the log-prob of
+    the chosen actions when it has one."""
+
+    observes_tokens = False
+
+    def __init__(self, agent, venv, *, deterministic: bool = True):
+        check_agent_space(agent, venv)
+        self.agent, self.deterministic = agent, deterministic
+        self.space = venv.single_action_space
+        self.state, self.episode_start = None, None
+
+    def start(self, ids, mask) -> None:
+        self.state, self.episode_start = None, np.ones(len(ids), dtype=bool)
+
+    def act(self, obs, filler: int, done: np.ndarray):
+        n = len(done)
+        actions, self.state = self.agent.predict(obs, state=self.state, episode_start=self.episode_start,
+                                                 deterministic=self.deterministic)
+        actions = as_actions(actions, n, self.space)
+        lp = action_log_prob(self.agent, obs, actions, self.deterministic)
+        logp = None if lp is None else torch.as_tensor(np.asarray(lp, dtype=np.float64).reshape(n)).float()
+        return actions, logp
+
+    def observe(self, tokens, active, new_context, env) -> None:
+        self.episode_start = np.zeros(len(active), dtype=bool)
+
+
+def as_actions(actions, n: int, space) -> np.ndarray:
+    """``predict``'s output as ``(n,)`` int64 actions inside ``space``, or a clear error."""
+    a = np.asarray(actions)
+    if a.size != n:
+        raise ValueError(f"predict returned {a.size} action(s) for a batch of {n} observations; an agent's predict "
+                         f"must return one action per row of the batch (as SB3 models do for VecEnv observations)")
+    a = a.reshape(n)
+    if a.dtype.kind == "f":
+        a = np.round(a)
+    a = a.astype(np.int64)
+    if (a < 0).any() or (a >= space.n).any():
+        raise ValueError(f"predict returned actions {a.tolist()} outside the action space Discrete({space.n})")
+    return a
+
+
+def check_agent_space(agent, venv) -> None:
+    """An agent that declares an ``observation_space`` must match the env's single observation shape."""
+    space = getattr(agent, "observation_space", None)
+    expected = venv.single_observation_space
+    if space is None or not hasattr(space, "shape") or space.shape is None:
+        return
+    if space.shape != expected.shape:
+        raise ValueError(f"agent expects observations of shape {space.shape} but this env gives {expected.shape} "
+                         f"(model, k or wrapper differ from the ones it was trained with)")
+
+
+def action_log_prob(agent, obs, actions, deterministic: bool):
+    """``log pi(a | s)`` of the agent's actions: its own ``action_log_prob``, SB3's for SB3 models, 0 for a
+    deterministic agent (a point mass), else None (unknown)."""
+    if hasattr(agent, "action_log_prob"):
+        return agent.action_log_prob(obs, actions, deterministic=deterministic)
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    if isinstance(agent, BaseAlgorithm):
+        from agents.sb3 import sb3_action_log_prob
+
+        return sb3_action_log_prob(agent, obs, actions, deterministic)
+    return np.zeros(len(actions)) if deterministic else None
+
+
+def filler_token(env) -> int:
+    """A token id that does not end a reply (fed to sub-envs whose episode is over)."""
+    eos = set(env.eos_token_ids)
+    return next(i for i in range(3, env.vocab_size) if i not in eos)
+
+
+# ---------------------------------------------------------------------------------------------------- collector
+@torch.no_grad()
+def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temperature: float = 1.0,
+            greedy: bool = False, generator: torch.Generator | None = None, deterministic: bool = True,
+            capture_layer: int | None = None, share_prefill: bool = True) -> Rollout:
+    """Run one episode in every sub-env of ``venv`` with ``actor`` and return the :class:`Rollout`.
+
+    Args:
+        venv: a batched dialogue env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``), possibly
+            wrapped (``TopKFeaturesVector``); every sub-env starts a new episode.
+        actor: a causal LM (token envs) or an object with SB3's ``predict``.
+        dialogue_indices: one dataset index per sub-env (repeats allowed: several samples of one dialogue), else
+            the env's seeded draw. ``seed`` is passed to ``reset``.
+        temperature / greedy / generator: LM sampling from ``softmax(logits / temperature)`` with a
+            ``torch.Generator`` (argmax with ``greedy``). ``capture_layer = j`` keeps the hidden states entering
+            decoder layer ``j`` at every position (``turns=1``): PPO's trunk states. ``share_prefill``: sub-envs
+            holding the same context are encoded once and the KV cache copied.
+        deterministic: passed to ``predict``.
+    """
+    env = venv.unwrapped
+    B = venv.num_envs
+    if isinstance(actor, torch.nn.Module):
+        if not hasattr(venv, "single_action_space") or venv.single_action_space.n != env.vocab_size:
+            raise ValueError("a language-model actor writes token ids: collect it on dialogue_env/Dialogue-v0 "
+                             "(an agent with predict() can use DialogueTopK-v0)")
+        if capture_layer is not None and env.turns != 1:
+            raise ValueError("capture_layer (trunk states for PPO) needs one reply per episode: make the env with "
+                             "turns=1")
+        runner: Any = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
+                              capture_layer=capture_layer, share_prefill=share_prefill)
+    elif hasattr(actor, "predict"):
+        runner = PredictActor(actor, venv, deterministic=deterministic)
+    else:
+        raise TypeError(f"actor {type(actor).__name__} is neither a causal language model (torch.nn.Module) nor an "
+                        f"agent with SB3's predict(observation, state, episode_start, deterministic)")
+    options = {"reset_mask": np.ones(B, dtype=bool)}
+    if dialogue_indices is not None:
+        options["dialogue_indices"] = np.asarray(dialogue_indices)
+    obs, _ = venv.reset(seed=seed, options=options)
+    query_ids, query_mask = env.context_tokens()  # (B, Lq)
+    runner.start(query_ids, query_mask)
+    filler = filler_token(env)
+    limit = env.max_new_tokens * env.turns  # an episode has at most this many agent steps
+    tokens_t, live_t, logp_t, ref_t = [], [], [], []
+    done = np.zeros(B, dtype=bool)
+    scores, terminated = np.zeros(B), np.zeros(B, dtype=bool)
+    turns: list[list[dict]] = [[] for _ in range(B)]
+    known_logp = True
+    steps = 0
+    while True:
+        actions, logp = runner.act(obs, filler, done)
+        obs, rewards, term, trunc, infos = venv.step(actions)
+        steps += 1
+        live = ~done
+        tokens = infos["token_id"] if "token_id" in infos else actions
+        tokens = torch.as_tensor(np.asarray(tokens.cpu() if torch.is_tensor(tokens) else tokens)).long()
+        tokens_t.append(torch.where(torch.as_tensor(live), tokens, torch.full_like(tokens, filler)))
+        live_t.append(torch.as_tensor(live))
+        if logp is None:
+            known_logp = False
+        else:
+            logp_t.append(logp)
+        if "ref_logprob" in infos:
+            ref_t.append(torch.as_tensor(np.asarray(infos["ref_logprob"], dtype=np.float32)))
+        term, trunc = np.asarray(term, dtype=bool), np.asarray(trunc, dtype=bool)
+        reply_end = np.asarray(infos.get("_response", np.zeros(B, dtype=bool)), dtype=bool) & live
+        for i in np.nonzero(reply_end)[0]:
+            record = _reply_record(infos, i, float(rewards[i]))
+            turns[i].append(record)
+            scores[i] += record["reward"]
+        over = (term | trunc) & live
+        terminated |= term & live
+        done |= over
+        if done.all() or steps >= limit:
+            break
+        runner.observe(tokens_t[-1], ~done, reply_end & ~over, env)
+    T = steps
+    response_ids = torch.stack(tokens_t, dim=1).to(env.device)  # (B, T)
+    response_mask = torch.stack(live_t, dim=1).long().to(env.device)  # (B, T)
+    last = [t[-1] if t else {} for t in turns]
+    names: list[str] = []
+    for rec in last:
+        names += [k for k in rec.get("components", {}) if k not in names]
+    components = {k: np.asarray([rec.get("components", {}).get(k, 0.0) for rec in last]) for k in names}
+    trunk = None
+    if isinstance(runner, LMActor) and runner.capture:
+        Lq = query_ids.shape[1]
+        trunk = torch.cat(runner.captured, dim=1)[:, : Lq + T - 1]
+    return Rollout(
+        query_ids=query_ids, query_mask=query_mask, response_ids=response_ids, response_mask=response_mask,
+        scores=scores, components=components, responses=[rec.get("response", "") for rec in last],
+        contexts=[rec.get("context") for rec in last], references=[rec.get("reference") for rec in last],
+        dialogue_ids=[rec.get("dialogue_id") for rec in last], details=[rec.get("details", {}) for rec in last],
+        terminated=terminated, trunk_states=trunk,
+        logprobs=torch.stack(logp_t, dim=1) if known_logp and logp_t else None,
+        ref_logprobs=torch.stack(ref_t, dim=1) if len(ref_t) == T else None,
+        turns=turns, stats={"env_steps": steps * B})
+
+
+def _reply_record(infos: dict, i: int, reward: float) -> dict:
+    """Sub-env ``i``'s reply-end entries of a Gymnasium vector-info dict."""
+
+    def item(key, default=None):
+        mask = infos.get(f"_{key}")
+        return infos[key][i] if key in infos and (mask is None or mask[i]) else default
+
+    return {"response": item("response", ""), "reward": reward,
+            "components": {k: float(v) for k, v in item_dict(infos.get("reward_components", {}), i).items()},
+            "details": item_dict(infos.get("reward_details", {}), i), "context": item("context"),
+            "reference": item("reference"), "dialogue_id": item("dialogue_id"), "turn": item("turn")}
+
+
+def item_dict(vector_info: dict, i: int) -> dict:
+    """Sub-env ``i``'s entries of a nested vector-info dict (values with their ``_key`` masks)."""
+    return {k: v[i] for k, v in vector_info.items()
+            if not k.startswith("_") and vector_info.get(f"_{k}", np.ones(i + 1, bool))[i]}
+
+
+__all__ = ["LMActor", "PredictActor", "Rollout", "action_log_prob", "as_actions", "check_agent_space", "collect"]

@@ -1,0 +1,191 @@
+"""The one evaluator: one reply per dialogue, collected in chunks through the batched env, turned into rows and a
+summary. ``dialogue-rl evaluate``, PPO's in-training evaluations and ``dialogue-rl compare`` all use it.
+
+Per reply (row) and over all rows::
+
+    kl_i        = sum_t [log pi_act(a_t | s_t) - log pi_ref(a_t | s_t)]   over the reply tokens of dialogue i (EOS
+                                                                         included); which pi_act is the caller's
+                                                                         choice (``logprobs=``)
+    kl          = mean_i kl_i
+    perplexity  = exp( sum_i sum_t -log pi_ref(a_t | s_t) / sum_i T_i )   over all reply tokens of all dialogues
+    distinct_n  = |unique word n-grams| / |word n-grams|                  over all replies (lower-cased, split on
+                                                                         whitespace)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from agents.collect import Rollout, collect
+from agents.ppo.functional import logprobs_from_logits
+from dialogue_env.kvcache import position_ids
+
+
+@torch.no_grad()
+def reply_logprobs(model, rollout: Rollout, temperatures: Sequence[float] = (1.0,)) -> list[torch.Tensor]:
+    """``log softmax(logits / t)[a_t]`` (B, T) of the rollout's reply tokens under ``model``, one tensor per
+    temperature ``t``, from one batched teacher-forced forward over context + reply (:meth:`Rollout.sequence`,
+    left-padded, positions from the mask as in generation). ``logits_to_keep=T`` makes the model compute only the
+    reply positions, never the ``(B, Lq, V)`` context logits. Float32 on the model's device; positions after a reply
+    ended hold filler (mask them)."""
+    device = next(model.parameters()).device
+    ids, mask = rollout.sequence()  # (B, Lq + T - 1)
+    ids, mask = ids.to(device), mask.to(device).long()
+    T = rollout.response_ids.shape[1]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids(mask), use_cache=False,
+                   logits_to_keep=T).logits
+    logits = logits[:, -T:].float()  # (B, T, V): position Lq-1+t predicts reply token t
+    targets = rollout.response_ids.to(device)
+    return [logprobs_from_logits(logits / t, targets) for t in temperatures]
+
+
+def rows_from_rollout(rollout: Rollout, logp: torch.Tensor | None, ref_logp: torch.Tensor, keep: int) -> list[dict]:
+    """Per-dialogue rows for the first ``keep`` sub-envs of a chunk (the rest repeat dialogues to fill the batch).
+    ``logp`` None: the actor's log-probs are unknown, so is its KL (``None``)."""
+    m = rollout.response_mask.to(ref_logp.device).float()  # (B, T)
+    n_tok = m.sum(1)  # (B,)
+    kl = None if logp is None else ((logp.to(ref_logp.device) - ref_logp) * m).sum(1)  # (B,)
+    nll = (-ref_logp * m).sum(1) / n_tok.clamp(min=1)  # (B,) mean NLL per reply token under the reference
+    return [{
+        "dialogue_id": rollout.dialogue_ids[i],
+        "context": rollout.contexts[i],
+        "reference": rollout.references[i],
+        "reply": rollout.responses[i],
+        "reply_raw": rollout.responses[i],
+        "reward": float(rollout.scores[i]),
+        "components": {k: float(v[i]) for k, v in rollout.components.items()},
+        "ethics_unsafe": False,
+        "ethics_reason": None,
+        "kl": None if kl is None else float(kl[i]),
+        "nll": float(nll[i]),
+        "n_tokens": int(n_tok[i]),
+    } for i in range(keep)]
+
+
+LogprobFn = Callable[[Rollout], tuple[Any, torch.Tensor]]
+
+
+def evaluate_actor(venv, actor, indices: Sequence[int], logprobs: LogprobFn, *, seed: int | None = None,
+                   sort_by_length: bool = False, progress=None, **collect_kwargs) -> tuple[list[dict], dict]:
+    """One reply per dialogue index in ``indices``, written by ``actor`` through ``venv`` in chunks of
+    ``venv.num_envs`` sub-envs (the last chunk is padded by repeating its dialogues; the extras are dropped).
+
+    ``logprobs(rollout) -> (act_logp or None, ref_logp)``, each (B, T): the KL and perplexity inputs.
+    ``seed`` seeds the first chunk's reset; ``collect_kwargs`` go to :func:`agents.collect.collect` (the same
+    ``generator`` object serves every chunk). ``sort_by_length`` batches dialogues of similar context length (less
+    padding); rows always come back in the order of ``indices``. ``progress``: a tqdm bar updated per dialogue.
+    Returns ``(rows, stats)`` with ``stats = {"env_steps", "seconds"}``."""
+    indices = [int(i) for i in indices]
+    B = venv.num_envs
+    order = list(range(len(indices)))
+    if sort_by_length:
+        lengths = venv.unwrapped.context_lengths
+        order.sort(key=lambda j: int(lengths[indices[j]]))
+    rows: list[dict | None] = [None] * len(indices)
+    steps, t0 = 0, time.perf_counter()
+    for c, lo in enumerate(range(0, len(order), B)):
+        part = order[lo:lo + B]
+        chunk = [indices[j] for j in part]
+        padded = chunk + [chunk[j % len(chunk)] for j in range(B - len(chunk))]
+        ro = collect(venv, actor, dialogue_indices=padded, seed=seed if c == 0 else None, **collect_kwargs)
+        act_logp, ref_logp = logprobs(ro)
+        for j, row in zip(part, rows_from_rollout(ro, act_logp, ref_logp, len(chunk))):
+            rows[j] = row
+        steps += int(ro.stats.get("env_steps", 0))
+        if progress is not None:
+            progress.update(len(chunk))
+    return rows, {"env_steps": steps, "seconds": time.perf_counter() - t0}
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+def distinct_n(texts: Sequence[str], n: int) -> float:
+    """Unique word n-grams / all word n-grams over ``texts`` (lower-cased, whitespace-split); 0.0 when none."""
+    total, unique = 0, set()
+    for text in texts:
+        words = text.lower().split()
+        grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+        total += len(grams)
+        unique.update(grams)
+    return len(unique) / total if total else 0.0
+
+
+def apply_ethics(rows: list[dict], filter: Any = None, ethics: Any = None) -> dict:
+    """Judge every row's ``reply_raw`` with the built-in ethics module and, with ``filter`` ("ethics" or a
+    ``rewards.EthicsFilter``), replace unsafe replies. Sets each row's ``ethics_unsafe``, ``ethics_reason`` and
+    ``reply``; returns the summary's ethics fields."""
+    import rewards
+
+    if filter is not None and filter != "ethics" and not isinstance(filter, rewards.EthicsFilter):
+        raise ValueError(f"filter={filter!r}: use None, 'ethics' or a rewards.EthicsFilter")
+    if isinstance(filter, rewards.EthicsFilter):
+        ethics = filter.ethics
+    ethics = ethics if ethics is not None else rewards.EthicsReward()
+    contexts = [r["context"] or [] for r in rows]
+    raw = [r["reply_raw"] for r in rows]
+    verdicts = ethics.explain(contexts, raw)
+    for row, v in zip(rows, verdicts):
+        row["ethics_unsafe"] = not v["safe"]
+        row["ethics_reason"] = v["reason"]
+        row["reply"] = row["reply_raw"]
+    n = max(len(rows), 1)
+    before = sum(not v["safe"] for v in verdicts) / n
+    out = {"ethics_violation_rate": before}
+    if filter is None:
+        return out
+    flt = filter if isinstance(filter, rewards.EthicsFilter) else rewards.EthicsFilter(ethics=ethics)
+    results = flt.apply(contexts, raw)
+    for row, res in zip(rows, results):
+        row["reply"] = res.text
+    after = ethics.explain(contexts, [res.text for res in results])
+    out.update({"ethics_violation_rate_before": before,
+                "ethics_violation_rate_after": sum(not v["safe"] for v in after) / n,
+                "n_replaced": int(sum(res.replaced for res in results))})
+    return out
+
+
+def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **meta: Any) -> dict:
+    """The summary of evaluated rows: n, reward (mean, population std, 95% CI), components (nested and flattened as
+    ``reward/<name>``), kl (None if any row's is unknown), perplexity, distinct-1/2, mean length (words, tokens),
+    the ethics fields; ``meta`` (policy, dataset, ...) is appended."""
+    n = len(rows)
+    if n == 0:
+        raise ValueError("nothing to summarise: no rows")
+    r = np.asarray([row["reward"] for row in rows], dtype=np.float64)
+    std = float(r.std())  # population std (ddof=0)
+    names: list[str] = []
+    for row in rows:
+        names += [k for k in row["components"] if k not in names]
+    components = {k: float(np.mean([row["components"][k] for row in rows if k in row["components"]]))
+                  for k in names}
+    n_tokens = np.asarray([row["n_tokens"] for row in rows], dtype=np.float64)
+    nll_sum = float(sum(row["nll"] * row["n_tokens"] for row in rows))
+    raw = [row["reply_raw"] for row in rows]
+    kls = [row["kl"] for row in rows]
+    summary: dict[str, Any] = {
+        "n": n,
+        "reward": float(r.mean()),
+        "reward_std": std,
+        "reward_ci95": 1.96 * std / math.sqrt(n),
+        "components": components,
+        **{f"reward/{k}": v for k, v in components.items()},
+        "kl": None if any(k is None for k in kls) else float(np.mean(kls)),
+        "perplexity": float(math.exp(nll_sum / max(n_tokens.sum(), 1.0))),
+        "distinct_1": distinct_n(raw, 1),
+        "distinct_2": distinct_n(raw, 2),
+        "mean_length": float(np.mean([len(t.split()) for t in raw])),
+        "mean_tokens": float(n_tokens.mean()),
+    }
+    if ethics_stats is None:
+        ethics_stats = {"ethics_violation_rate": float(np.mean([bool(row["ethics_unsafe"]) for row in rows]))}
+    summary.update(ethics_stats)
+    summary.update(meta)
+    return summary
+
+
+__all__ = ["apply_ethics", "distinct_n", "evaluate_actor", "reply_logprobs", "rows_from_rollout", "summarize"]
