@@ -89,9 +89,7 @@ def resolve_policy(policy, log=print) -> str:
         return text
     path = Path(text).expanduser()
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return str(path)
-        if (path / "checkpoints").is_dir():
+        if (path / "checkpoints").is_dir():  # a run dir: its config.json is the run's config, not a model's
             from agents.ppo.trainer import latest_checkpoint
 
             ckpt = latest_checkpoint(path)
@@ -101,6 +99,8 @@ def resolve_policy(policy, log=print) -> str:
                                   f"pass a checkpoint directory")
             log(f"[dialogue-rl] --policy {text} is a training run: using its newest checkpoint {ckpt}")
             return str(ckpt)
+        if (path / "config.json").is_file():
+            return str(path)
         raise PolicyError(f"--policy {text}: this directory has neither config.json (a model or checkpoint) nor "
                           f"checkpoints/ (a training run); expected {_POLICY_FORMS}")
     if path.exists():

@@ -3,6 +3,7 @@ determinism, the ethics filter, the output files and the CLI. Tiny random models
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -361,3 +362,46 @@ def test_cli_reward_argument_parses_names_and_json():
 def test_bad_limit_is_rejected():
     with pytest.raises(ValueError, match="limit"):
         ev.evaluate_policy("tiny-random", limit=0, **FAST)
+
+
+# ------------------------------------------------------------------------------------------- what --policy takes
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A real training run of configs/tiny.yaml (two iterations, a checkpoint after each; the older one rotates)."""
+    from agents.ppo.config import PPOConfig
+    from agents.ppo.trainer import train
+
+    out = tmp_path_factory.mktemp("run")
+    cfg = PPOConfig.from_yaml(Path(__file__).resolve().parents[1] / "configs" / "tiny.yaml", final_split="",
+                              logger="none")
+    train(cfg, out, progress_bar=False, log=lambda *a, **k: None)
+    return out
+
+
+def test_cli_evaluates_a_run_directory_and_a_checkpoint_directory(run_dir, tmp_path, capsys):
+    newest = sorted((run_dir / "checkpoints").glob("iter-*"))[-1]
+    args = ["--split", "validation", "--limit", "2", "--batch-size", "2", "--reward", "length", "--max-new-tokens",
+            "4", "--max-context-tokens", "256", "--no-progress"]
+    assert ev.main(["--policy", str(run_dir), *args, "--out", str(tmp_path / "run.json")]) == 0
+    printed = capsys.readouterr().out
+    assert f"using its newest checkpoint {newest}" in printed
+    from_run = json.loads((tmp_path / "run.json").read_text())
+    assert from_run["policy"] == str(newest) and from_run["reference"] == "tiny-random" and from_run["n"] == 2
+    assert ev.main(["--policy", str(newest), *args, "--out", str(tmp_path / "ckpt.json")]) == 0
+    from_ckpt = json.loads((tmp_path / "ckpt.json").read_text())
+    assert from_ckpt["reward"] == from_run["reward"] and from_ckpt["kl"] == pytest.approx(from_run["kl"])
+
+
+def test_policy_that_names_nothing_loadable_is_a_clear_error(tmp_path, run_dir):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("hi")
+    (tmp_path / "fresh" / "checkpoints").mkdir(parents=True)
+    cases = {str(tmp_path / "empty"): "neither config.json", str(tmp_path / "notes.txt"): "is a file",
+             str(tmp_path / "missing" / "dir"): "no such directory",
+             str(tmp_path / "fresh"): "no complete checkpoint"}
+    for policy, message in cases.items():
+        with pytest.raises(SystemExit) as err:
+            ev.main(["--policy", policy, "--out", str(tmp_path / "x.json")])
+        assert message in str(err.value) and policy in str(err.value) and "checkpoint directory" in str(err.value)
+    assert ev.resolve_policy("tiny-random") == "tiny-random"
+    assert ev.resolve_policy("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
