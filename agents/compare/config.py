@@ -1,0 +1,113 @@
+"""``CompareConfig``: the settings of ``dialogue-rl compare`` (YAML keys = field names)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_AGENTS = ("ppo", "sb3-ppo", "sb3-a2c", "sb3-dqn", "reference", "reference-greedy", "random")
+OBSERVATION_KINDS = ("features", "topk", "tokens")
+CURVES_PNG_SIZE = (1200, 450)  # pixels (width, height) of curves.png
+COMPONENTS_PNG_SIZE = (1000, 450)  # pixels of components.png
+
+
+@dataclass
+class CompareConfig:
+    """Settings of ``dialogue-rl compare`` (YAML keys = field names; command-line flags override them)."""
+
+    model: str = "smollm2-135m"
+    """Policy / reference model: smollm2-135m, tiny-random, a hub id or a local path."""
+    agents: list = field(default_factory=lambda: list(DEFAULT_AGENTS))
+    """Agents to compare: built-in names, ``name=module:attr`` or ``name=path.zip`` specs."""
+    seeds: list = field(default_factory=lambda: [0, 1, 2])
+    """Training seeds: each trainable agent is trained once per seed, and every agent evaluated once per seed."""
+    budget_steps: int = 16384
+    """Env steps of training per trainable agent and seed (PPO: rounded up to whole iterations of
+    num_envs * max_new_tokens steps; SB3 PPO/A2C: SB3 completes its last rollout)."""
+    budget_seconds: float | None = None
+    """Optional wall-time cap of each training run (stops whichever of the two budgets runs out first)."""
+    dataset: str = "customer_service"
+    """Dialogue dataset; training on its train split."""
+    eval_split: str = "test"
+    """Held-out split the agents are evaluated on."""
+    eval_limit: int | None = None
+    """Evaluate on an evenly spaced subset of this many dialogues of eval_split (None = all)."""
+    eval_seed_offset: int = 10_000
+    """Evaluation seed of the agents of training seed s: eval_seed_offset + s (must not be a training seed)."""
+    eval_batch_size: int = 25
+    """Dialogues evaluated at once (batched envs)."""
+    reward: Any = None
+    """Reward spec shared by all agents (None = the seed's coherence + sentiment + consistency, gated by ethics)."""
+    k: int = 50
+    """Actions of DialogueTopK-v0 (the reference's k most likely tokens)."""
+    max_new_tokens: int = 48
+    """Longest reply, in tokens."""
+    max_context_tokens: int = 256
+    """Longest context, in tokens."""
+    temperature: float = 0.7
+    """Sampling temperature of the LM agents (ppo trains and is evaluated at it; reference samples at it)."""
+    deterministic: bool = True
+    """Evaluate predict-agents (SB3, yours) with predict(..., deterministic=True), SB3's evaluation convention."""
+    device: str = "cpu"
+    """Where the models, envs and rewards run."""
+    ppo_config: str | None = None
+    """PPOConfig YAML for the ppo agent (None: configs/tiny.yaml for tiny-random, else configs/demo.yaml)."""
+    ppo: dict = field(default_factory=dict)
+    """Overrides of PPOConfig fields for the ppo agent (applied last)."""
+    sb3: dict = field(default_factory=dict)
+    """Per-algorithm SB3 hyperparameter overrides, e.g. {ppo: {n_steps: 32}, dqn: {buffer_size: 5000}} (see
+    agents.sb3.DEFAULT_HYPERPARAMS; sb3-ppo-tokens uses the ppo entry)."""
+
+    def validate(self) -> CompareConfig:
+        if not self.agents:
+            raise ValueError("agents is empty: name at least one agent (see dialogue-rl compare --help for the built-ins)")
+        if not self.seeds:
+            raise ValueError("seeds is empty: give at least one training seed, e.g. --seeds 0")
+        self.seeds = [int(s) for s in self.seeds]
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds {self.seeds} repeat a seed")
+        clash = set(self.seeds) & {self.eval_seed_offset + s for s in self.seeds}
+        if clash:
+            raise ValueError(f"evaluation seeds (eval_seed_offset + seed) {sorted(clash)} are also training seeds; "
+                             f"choose eval_seed_offset larger than the largest training seed")
+        if self.budget_steps < 1:
+            raise ValueError(f"budget_steps={self.budget_steps} must be at least 1")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise ValueError(f"eval_limit={self.eval_limit} must be at least 1 (or None for the whole split)")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size={self.eval_batch_size} must be at least 1")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature={self.temperature} must be > 0")
+        unknown = set(self.sb3) - {"ppo", "a2c", "dqn"}
+        if unknown:
+            raise ValueError(f"sb3: unknown algorithm(s) {sorted(unknown)}; use ppo, a2c, dqn")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> CompareConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown compare setting(s) {unknown}; valid: {sorted(names)}")
+        return cls(**dict(data)).validate()
+
+    @classmethod
+    def from_yaml(cls, path, **overrides) -> CompareConfig:
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist (see configs/compare.yaml)")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of compare settings at the top level")
+        data.update(overrides)
+        return cls.from_dict(data)
+
+    def env_kwargs(self, split: str) -> dict:
+        return {"model": self.model, "dataset": self.dataset, "split": split, "reward": self.reward,
+                "max_new_tokens": self.max_new_tokens, "max_context_tokens": self.max_context_tokens,
+                "device": self.device}
