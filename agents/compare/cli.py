@@ -21,7 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dialogue-rl compare",
         description="Train agents with the same env-step budget and evaluate them on the same held-out dialogues; "
                     "writes episodes.jsonl, summary.md/.csv/.json, curves.png and components.png to --out.")
-    p.add_argument("--config", default=None, help="YAML of compare settings (e.g. configs/compare.yaml)")
+    p.add_argument("--config", default=None, help="YAML of compare settings: a path or a shipped preset (compare, "
+                                                  "compare_tiny)")
     p.add_argument("--agents", default=None,
                    help="comma-separated: built-ins (" + ",".join(BUILTIN_AGENTS) + "), name=package.module:attr "
                         "(an object with SB3's predict) or name=path/to/model.zip; default: "
@@ -72,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.stochastic:
         settings["deterministic"] = False
     agents = settings.pop("agents", None)
-    compare(agents, out=args.out, config=args.config, progress=not args.no_progress, **settings)
+    try:
+        compare(agents, out=args.out, config=args.config, progress=not args.no_progress, **settings)
+    except (FileNotFoundError, ValueError) as err:  # a bad setting or preset: the message names it and the fix
+        raise SystemExit(f"dialogue-rl compare: {err}") from None
     return 0
 
 

@@ -33,7 +33,9 @@ def compare(agents=None, *, out, config: CompareConfig | Mapping | str | None = 
         ``{"summaries": {agent: summary}, "rows": [...], "curves": {...}, "paths": {...}}``.
     """
     if isinstance(config, (str, os.PathLike)):
-        cfg = CompareConfig.from_yaml(config, **settings)
+        from agents.presets import resolve_config
+
+        cfg = CompareConfig.from_yaml(resolve_config(config), **settings)
     elif isinstance(config, CompareConfig):
         cfg = CompareConfig.from_dict({**dataclasses.asdict(config), **settings})
     else:
