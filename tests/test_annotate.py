@@ -11,6 +11,7 @@ import textwrap
 
 import pytest
 
+from agents.cli import main as cli_main
 from dialogue_env.annotate import (
     AnnotationStore,
     CandidateError,
@@ -20,7 +21,6 @@ from dialogue_env.annotate import (
     load_candidates,
     sample_model_pairs,
 )
-from dialogue_env.cli import main as cli_main
 from dialogue_env.data import load_preferences
 
 

@@ -61,7 +61,7 @@ def _free_port() -> int:
 
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("dialogue-rl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dialogue_env.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agents.cli"]
 
 
 def _start(args, log: Path, port: int) -> subprocess.Popen:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dialogue_env.cli import main
+from agents.cli import main
 from dialogue_env.data import load_preference_dataset, load_preferences, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -337,7 +337,7 @@ def test_load_pairs_holds_out_a_seeded_fraction_of_a_file(tmp_path):
 
 
 def test_the_command_reports_bad_data_clearly(tmp_path):
-    from dialogue_env.cli import main
+    from agents.cli import main
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"context": "hi", "chosen": "a"}\n')
@@ -378,7 +378,7 @@ def test_a_ppo_config_carries_the_learned_reward_from_set_and_from_yaml(trained,
 def test_shipped_preferences_reach_85_percent_held_out_accuracy(tmp_path, capsys):
     """The command as the README runs it, default settings: >= 85% on the 80 shipped test pairs, and the kinds a
     politeness detector cannot tell apart (vague, off topic) are learned too. ~20-40 s on 2 CPU cores."""
-    from dialogue_env.cli import main
+    from agents.cli import main
 
     assert main(["reward-model", "train", "--out", str(tmp_path / "rm"), "--no-progress"]) == 0
     out = capsys.readouterr().out
