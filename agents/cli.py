@@ -64,7 +64,7 @@ def _cmd_bench(args, rest) -> int:
 
 
 def _cmd_annotate(args) -> int:
-    from dialogue_env.annotate.cli import run
+    from agents.annotate.cli import run
 
     return run(args, args.annotate_parser)
 
@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     annotate = sub.add_parser("annotate", help="label preference pairs in the browser: 'annotate serve', 'status', "
-                                               "'export' (see dialogue_env/annotate)")
-    from dialogue_env.annotate.cli import add_arguments as add_annotate_arguments
+                                               "'export' (see agents/annotate)")
+    from agents.annotate.cli import add_arguments as add_annotate_arguments
 
     add_annotate_arguments(annotate)
     annotate.set_defaults(func=_cmd_annotate, annotate_parser=annotate)

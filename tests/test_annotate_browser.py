@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from dialogue_env.annotate import AnnotationStore
+from agents.annotate import AnnotationStore
 from dialogue_env.data import load_preferences
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -32,8 +32,8 @@ def _scalars(tb_dir: Path) -> dict[str, list[float]]:
 
 
 def test_preferences_to_reward_model_to_ppo_to_filtered_evaluation(tmp_path, capsys):
-    from dialogue_env.annotate.sources import load_candidates
-    from dialogue_env.annotate.store import AnnotationStore
+    from agents.annotate.sources import load_candidates
+    from agents.annotate.store import AnnotationStore
     from rewards.learned import LearnedReward, load_reward_model
 
     # 1. preferences, collected with `dialogue-rl annotate`: a quarter of the shipped training pairs are put in an

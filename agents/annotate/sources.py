@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from ..data import DatasetError, _fail, _read_jsonl, _validate_messages
+from dialogue_env.data import DatasetError, _fail, _read_jsonl, _validate_messages
 
 
 class CandidateError(DatasetError):
@@ -57,7 +57,7 @@ def load_candidates(path) -> list[CandidatePair]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CandidateError(f"{path}: no such file (pass a candidates JSONL file to --candidates; the format is in "
-                             f"'python -m pydoc dialogue_env.annotate.sources')")
+                             f"'python -m pydoc agents.annotate.sources')")
     source = f"candidates:{path.name}"
     pairs: list[CandidatePair] = []
     try:

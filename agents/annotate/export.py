@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import write_jsonl
+from dialogue_env.data import write_jsonl
+
 from .store import AnnotationStore, Label, Pair
 
 
