@@ -8,7 +8,7 @@ import sys
 
 def _cmd_demo(args) -> int:
     """Play episodes of Dialogue-v0 with a language model writing the replies token by token."""
-    from dialogue_env.rollout import play_episodes
+    from .demo import play_episodes
 
     play_episodes(model=args.model, dataset=args.dataset, split=args.split, episodes=args.episodes, seed=args.seed,
                   max_new_tokens=args.max_new_tokens, greedy=args.greedy, turns=args.turns, reward=args.reward)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 
-from .models import lm_forward, load_policy
+from dialogue_env.models import lm_forward, load_policy
 
 
 class LMTokenPolicy:
