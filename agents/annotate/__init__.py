@@ -2,7 +2,7 @@
 
 A small local web app shows a dialogue context and two candidate replies, A and B, and records which one a person
 prefers: **A**, **B**, **tie**, or **both unsafe**, with an optional note. The labels become the preference JSONL
-that :func:`dialogue_env.data.load_preferences` reads and a Bradley-Terry reward model trains on.
+that :func:`rewards.preferences.load_preferences` reads and a Bradley-Terry reward model trains on.
 
 The workflow::
 
