@@ -70,7 +70,7 @@ def _cmd_annotate(args) -> int:
 
 
 def _cmd_reward_model(args, rest) -> int:
-    from rewards.train_rm import main as reward_model_main
+    from .reward_model import main as reward_model_main
 
     return int(reward_model_main(rest) or 0)
 

@@ -16,6 +16,7 @@ import torch
 
 import rewards
 from agents.ppo.config import PPOConfig, parse_overrides
+from agents.reward_model import load_pairs
 from dialogue_env.data import Preference
 from rewards.learned import (
     CONFIG_FILE,
@@ -34,7 +35,6 @@ from rewards.learned import (
     save_reward_model,
     train_reward_model,
 )
-from rewards.train_rm import load_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 

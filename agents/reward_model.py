@@ -28,8 +28,8 @@ def load_pairs(data: str, test: str | None, test_fraction: float, seed: int) -> 
     """(train pairs, test pairs, train source, test source) for the command's ``--data`` / ``--test`` options."""
     import numpy as np
 
-    from .jsonl import DatasetError
-    from .preferences import load_preference_dataset, load_preferences
+    from rewards.jsonl import DatasetError
+    from rewards.preferences import load_preference_dataset, load_preferences
 
     if data == "customer_service":
         train = load_preference_dataset("customer_service", "train")
@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .jsonl import DatasetError
-    from .learned import RewardModelError, check_out_dir, save_reward_model, train_reward_model
+    from rewards.jsonl import DatasetError
+    from rewards.learned import RewardModelError, check_out_dir, save_reward_model, train_reward_model
 
     t0 = time.time()
     try:
