@@ -365,7 +365,7 @@ def test_a_ppo_config_carries_the_learned_reward_from_set_and_from_yaml(trained,
     yaml_path.write_text(f"model: tiny-random\nreward:\n  learned:\n    weight: 0.5\n    path: {out}\n  ethics: 1.0\n")
     cfg2 = PPOConfig.from_yaml(yaml_path)
     for c, w in ((cfg, 1.0), (cfg2, 0.5)):
-        comp = rewards.CompositeReward.from_spec(c.reward, device="cpu")
+        comp = rewards.make_composite(c.reward, device="cpu")
         assert comp.names == ["learned", "ethics"] and comp.weights["learned"] == w
         assert np.isfinite(comp([TEST[0].context], [TEST[0].chosen])).all()
     # the config still round-trips through the run's config.json
