@@ -45,7 +45,7 @@ def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max
         system_prompt = CUSTOMER_SERVICE_SYSTEM_PROMPT if dataset == "customer_service" else None
     import rewards
 
-    composite = rewards.CompositeReward.from_spec(rewards.DEFAULT_SPEC if reward is None else reward, device=device)
+    composite = rewards.make_composite(rewards.DEFAULT_SPEC if reward is None else reward, device=device)
     return DialogueBatch(num_envs=num_envs, tokenizer=tokenizer, dialogues=dialogues, reward=composite,
                          vocab_size=vocab_size, max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens,
                          turns=turns, system_prompt=system_prompt, user_simulator=user_simulator, device=device)

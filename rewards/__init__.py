@@ -16,6 +16,9 @@ A reward module is a batched callable ``module(contexts, responses) -> list[floa
     result = reward.score(contexts, responses, references=refs)   # RewardResult
     result.total, result.components["politeness"], result.details
 
+:func:`make_composite` turns anything ``make`` accepts into a :class:`CompositeReward` (a single name becomes a
+composite of one).
+
 Built-ins: ``coherence``, ``sentiment``, ``consistency``, ``ethics`` (a gate by default), ``length``,
 ``repetition``, and ``learned`` (a Bradley–Terry reward model trained on preference pairs:
 ``make("learned", path=DIR)``, see :mod:`rewards.learned`); :data:`DEFAULT_SPEC` is the seed's reward
@@ -38,6 +41,7 @@ from .registry import (
     UnknownRewardError,
     available,
     make,
+    make_composite,
     register,
     unregister,
 )
@@ -70,6 +74,7 @@ __all__ = [
     "call_module",
     "check_module",
     "make",
+    "make_composite",
     "register",
     "to_trl",
     "unregister",

@@ -7,6 +7,7 @@ from typing import Any
 
 from .base import message_text
 from .composite import CompositeReward
+from .registry import make_composite
 
 __all__ = ["REFERENCE_COLUMNS", "TRLRewardFunction", "to_trl"]
 
@@ -82,7 +83,7 @@ def to_trl(module_or_spec: Any, name: str | None = None, **options: Any) -> TRLR
     references. Returns one float per completion; errors are :class:`rewards.RewardError`. For a composite,
     each part's batch mean is also logged as ``rewards/<name>/<part>`` through TRL's ``log_metric``.
     """
-    composite = CompositeReward.from_spec(module_or_spec, **options)
+    composite = make_composite(module_or_spec, **options)
     if name is None:
         if len(composite.components) == 1:
             name = composite.components[0].name

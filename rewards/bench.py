@@ -145,9 +145,8 @@ def build_batch(batch_size: int) -> tuple[list[list[dict[str, str]]], list[str],
 
 def _scorers(device: str) -> dict[str, Callable[[], Any]]:
     from .coherence import CoherenceReward
-    from .composite import CompositeReward
     from .ethics import EthicsReward
-    from .registry import DEFAULT_SPEC, make
+    from .registry import DEFAULT_SPEC, make, make_composite
 
     return {
         "coherence": lambda: make("coherence", device=device),
@@ -158,7 +157,7 @@ def _scorers(device: str) -> dict[str, Callable[[], Any]]:
         "ethics (sklearn profanity)": lambda: EthicsReward(impl="reference"),
         "length": lambda: make("length", device=device),
         "repetition": lambda: make("repetition", device=device),
-        "default composite": lambda: CompositeReward.from_spec(DEFAULT_SPEC, device=device),
+        "default composite": lambda: make_composite(DEFAULT_SPEC, device=device),
     }
 
 

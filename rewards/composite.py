@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from .base import Context, RewardError, call_module, check_module, check_references, validate_output
-from .registry import build, make
 
 __all__ = ["Component", "CompositeReward", "RewardResult"]
 
@@ -46,32 +45,6 @@ class RewardResult:
                 "details": dict(self.details[i]) if self.details else {}}
 
 
-def _is_gate(module: Any) -> bool:
-    return getattr(module, "kind", "additive") == "gate"
-
-
-def _weight_and_kwargs(spec: Any, value: Any) -> tuple[float, dict[str, Any]]:
-    if isinstance(value, Mapping):
-        kwargs = dict(value)
-        weight = kwargs.pop("weight", 1.0)
-    else:
-        weight, kwargs = value, {}
-    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not np.isfinite(weight):
-        raise TypeError(f"reward dict: the weight of {spec!r} must be a finite number, got {weight!r}")
-    return float(weight), kwargs
-
-
-def _module_from(spec: Any, kwargs: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
-    if not kwargs:
-        return make(spec, **options)
-    if isinstance(spec, str):
-        from .registry import _resolve
-
-        obj, name = _resolve(spec)
-        return build(obj, name, kwargs=kwargs, options=options)
-    return build(spec, None, kwargs=kwargs, options=options)
-
-
 class CompositeReward:
     """A weighted sum of reward modules, multiplied by its gates::
 
@@ -82,12 +55,13 @@ class CompositeReward:
     it is given under the key ``"gate"``; a gate's weight is ignored except that weight 0 reports the gate
     without applying it (any part with weight 0 is computed and reported, so it can be logged).
 
-    Build it from a spec (:meth:`from_spec`, or :func:`rewards.make` with a dict)::
+    Its parts are already-built modules (:class:`Component`); build one from a spec, resolving the names, with
+    :func:`rewards.make` (a dict) or :func:`rewards.make_composite` (anything ``make`` accepts)::
 
-        CompositeReward.from_spec({"coherence": 1.0, "sentiment": 0.5,
-                                   "consistency": {"weight": 1.0, "k": 2},
-                                   "my_pkg.rewards:Politeness": 0.2,
-                                   "gate": "ethics"}, device="cuda")
+        rewards.make({"coherence": 1.0, "sentiment": 0.5,
+                      "consistency": {"weight": 1.0, "k": 2},
+                      "my_pkg.rewards:Politeness": 0.2,
+                      "gate": "ethics"}, device="cuda")
 
     :meth:`score` returns a :class:`RewardResult` with the total and each part's unweighted values;
     ``__call__`` returns only the totals, so a composite is itself a reward module. Every part's output is
@@ -97,10 +71,10 @@ class CompositeReward:
 
     kind = "additive"
 
-    def __init__(self, components: Sequence[Component] | Mapping[Any, Any], *, name: str = "reward",
-                 **options: Any):
+    def __init__(self, components: Sequence[Component], *, name: str = "reward"):
         if isinstance(components, Mapping):
-            components = self._parse(components, options)
+            raise TypeError("CompositeReward takes a list of Component; build one from a spec dict with "
+                            "rewards.make(spec) or rewards.make_composite(spec)")
         comps = list(components)
         if not comps:
             raise ValueError("a composite reward needs at least one component")
@@ -113,45 +87,6 @@ class CompositeReward:
             seen.add(c.name)
         self.components: list[Component] = comps
         self.name = name
-
-    # -- construction ---------------------------------------------------------------------------------
-    @staticmethod
-    def _parse(spec: Mapping[Any, Any], options: Mapping[str, Any]) -> list[Component]:
-        comps: list[Component] = []
-        gate_specs: list[Any] = []
-        for key, value in spec.items():
-            if key == "gate":
-                gate_specs.extend(value if isinstance(value, (list, tuple)) else [value])
-                continue
-            weight, kwargs = _weight_and_kwargs(key, value)
-            module = _module_from(key, kwargs, options)
-            comps.append(Component(module.name, module, weight, _is_gate(module)))
-        for g in gate_specs:
-            if isinstance(g, Mapping):  # {"spec": "ethics", **kwargs}
-                kwargs = dict(g)
-                try:
-                    g = kwargs.pop("spec")
-                except KeyError:
-                    raise TypeError("reward dict: a gate given as a dict needs a 'spec' key, e.g. "
-                                    "{'gate': {'spec': 'ethics', 'profanity_threshold': 0.8}}") from None
-                module = _module_from(g, kwargs, options)
-            else:
-                module = make(g, **options)
-            comps.append(Component(module.name, module, 1.0, True))
-        return comps
-
-    @classmethod
-    def from_spec(cls, spec: Any, **options: Any) -> CompositeReward:
-        """A composite from anything :func:`rewards.make` accepts; a single name / module / class becomes a
-        composite of one (a gate-kind module alone gives its own value as the total)."""
-        if isinstance(spec, CompositeReward):
-            return spec
-        if isinstance(spec, Mapping):
-            return cls(spec, **options)
-        module = make(spec, **options)
-        if isinstance(module, CompositeReward):
-            return module
-        return cls([Component(module.name, module, 1.0, _is_gate(module))])
 
     @property
     def names(self) -> list[str]:

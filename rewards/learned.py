@@ -23,7 +23,7 @@ A trained model is a directory::
     model.safetensors     the head's weights (and the fine-tuned top layers, if any); the backbone itself is
                           loaded from its own source (the bundled all-MiniLM-L6-v2 for "minilm")
 
-written atomically. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`rewards.train_rm`) or
+written atomically. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`agents.reward_model`) or
 :func:`train_reward_model` + :func:`save_reward_model`; use it as a reward with
 ``rewards.make("learned", path=DIR)`` or ``reward={"learned": {"weight": 1.0, "path": DIR}, "ethics": 1.0}``.
 """

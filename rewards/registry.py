@@ -1,4 +1,4 @@
-"""Name -> reward module: ``register``, ``available``, ``make``.
+"""Name -> reward module: ``register``, ``available``, ``make``; and spec -> composite: ``make_composite``.
 
 ``make(spec)`` resolves a string in this order:
 
@@ -12,6 +12,9 @@
        politeness = "my_pkg.rewards:Politeness"
 
 4. otherwise :class:`UnknownRewardError` (a ``KeyError``) listing the available names and accepted forms.
+
+A dict ``{spec: weight}`` is resolved here, part by part, into a :class:`rewards.CompositeReward` of built modules
+(this module imports :mod:`rewards.composite`, never the other way round).
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from .base import FunctionReward, accepted_kwargs, check_module
+from .composite import Component, CompositeReward
 
 __all__ = [
     "BUILTINS",
@@ -33,6 +39,7 @@ __all__ = [
     "available",
     "build",
     "make",
+    "make_composite",
     "register",
     "unregister",
 ]
@@ -191,6 +198,69 @@ def build(obj: Any, name: str | None = None, kwargs: Mapping[str, Any] | None = 
                     f"instance. {_FORMS}")
 
 
+def _is_gate(module: Any) -> bool:
+    return getattr(module, "kind", "additive") == "gate"
+
+
+def _weight_and_kwargs(spec: Any, value: Any) -> tuple[float, dict[str, Any]]:
+    if isinstance(value, Mapping):
+        kwargs = dict(value)
+        weight = kwargs.pop("weight", 1.0)
+    else:
+        weight, kwargs = value, {}
+    if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not np.isfinite(weight):
+        raise TypeError(f"reward dict: the weight of {spec!r} must be a finite number, got {weight!r}")
+    return float(weight), kwargs
+
+
+def _module_from(spec: Any, kwargs: Mapping[str, Any], options: Mapping[str, Any]) -> Any:
+    if not kwargs:
+        return make(spec, **options)
+    if isinstance(spec, str):
+        obj, name = _resolve(spec)
+        return build(obj, name, kwargs=kwargs, options=options)
+    return build(spec, None, kwargs=kwargs, options=options)
+
+
+def _components(spec: Mapping[Any, Any], options: Mapping[str, Any]) -> list[Component]:
+    """The built parts of a reward dict, in order: additive parts (and gate-kind modules) first, then ``"gate"``."""
+    comps: list[Component] = []
+    gate_specs: list[Any] = []
+    for key, value in spec.items():
+        if key == "gate":
+            gate_specs.extend(value if isinstance(value, (list, tuple)) else [value])
+            continue
+        weight, kwargs = _weight_and_kwargs(key, value)
+        module = _module_from(key, kwargs, options)
+        comps.append(Component(module.name, module, weight, _is_gate(module)))
+    for g in gate_specs:
+        if isinstance(g, Mapping):  # {"spec": "ethics", **kwargs}
+            kwargs = dict(g)
+            try:
+                g = kwargs.pop("spec")
+            except KeyError:
+                raise TypeError("reward dict: a gate given as a dict needs a 'spec' key, e.g. "
+                                "{'gate': {'spec': 'ethics', 'profanity_threshold': 0.8}}") from None
+            module = _module_from(g, kwargs, options)
+        else:
+            module = make(g, **options)
+        comps.append(Component(module.name, module, 1.0, True))
+    return comps
+
+
+def make_composite(spec: Any, **options: Any) -> CompositeReward:
+    """A :class:`rewards.CompositeReward` from anything :func:`make` accepts; a single name / module / class becomes
+    a composite of one (a gate-kind module alone gives its own value as the total)."""
+    if isinstance(spec, CompositeReward):
+        return spec
+    if isinstance(spec, Mapping):
+        return CompositeReward(_components(spec, options))
+    module = make(spec, **options)
+    if isinstance(module, CompositeReward):
+        return module
+    return CompositeReward([Component(module.name, module, 1.0, _is_gate(module))])
+
+
 def make(spec: Any, **options: Any) -> Any:
     """Build a reward module from ``spec`` (see the module docstring for the resolution order).
 
@@ -204,9 +274,7 @@ def make(spec: Any, **options: Any) -> Any:
     Raises :class:`UnknownRewardError` (a ``KeyError``) for an unknown name.
     """
     if isinstance(spec, Mapping):
-        from .composite import CompositeReward
-
-        return CompositeReward.from_spec(spec, **options)
+        return make_composite(spec, **options)
     if isinstance(spec, str):
         obj, name = _resolve(spec)
         return build(obj, name, options=options)

@@ -2,7 +2,7 @@
 
 import sys
 
-from dialogue_env.cli import main
+from agents.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["train", *sys.argv[1:]]))

@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from dialogue_env.annotate import (
+from agents.annotate import (
     AnnotationStore,
     CandidateError,
     CandidatePair,
@@ -20,7 +20,7 @@ from dialogue_env.annotate import (
     load_candidates,
     sample_model_pairs,
 )
-from dialogue_env.cli import main as cli_main
+from agents.cli import main as cli_main
 from dialogue_env.data import load_preferences
 
 
@@ -123,7 +123,7 @@ def test_label_survives_sigkill_right_after_commit(tmp_path):
     store.add_pairs([_pair(i) for i in range(2)])
     code = textwrap.dedent(f"""
         import os, signal
-        from dialogue_env.annotate.store import AnnotationStore
+        from agents.annotate.store import AnnotationStore
         store = AnnotationStore({str(db)!r})
         store.record_label(1, "b", note="killed right after")
         os.kill(os.getpid(), signal.SIGKILL)
@@ -191,7 +191,7 @@ def test_export_with_nothing_exportable_writes_nothing(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- app
 def test_app_shows_pair_records_label_and_guards_posts(tmp_path):
-    from dialogue_env.annotate.app import create_app
+    from agents.annotate.app import create_app
 
     store = AnnotationStore(tmp_path / "db.sqlite")
     store.add_pairs([CandidatePair(({"role": "user", "content": "Is <b>this</b> escaped?"},), ("yes & yes", "no"))])

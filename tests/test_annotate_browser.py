@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from dialogue_env.annotate import AnnotationStore
+from agents.annotate import AnnotationStore
 from dialogue_env.data import load_preferences
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -61,7 +61,7 @@ def _free_port() -> int:
 
 def _cli() -> list[str]:
     script = Path(sys.executable).with_name("dialogue-rl")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "dialogue_env.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "agents.cli"]
 
 
 def _start(args, log: Path, port: int) -> subprocess.Popen:

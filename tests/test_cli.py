@@ -3,11 +3,11 @@
 import subprocess
 import sys
 
-from dialogue_env.cli import main
+from agents.cli import main
 
 
 def test_help_lists_the_subcommands():
-    out = subprocess.run([sys.executable, "-m", "dialogue_env.cli", "--help"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-m", "agents.cli", "--help"], capture_output=True, text=True,
                          check=True).stdout
     for sub in ("demo", "data", "bench"):
         assert sub in out

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agents.cli import main
 from agents.compare import COMPONENTS_PNG_SIZE, CURVES_PNG_SIZE, CompareConfig, compare, resolve_agents
-from dialogue_env.cli import main
 
 TINY = dict(model="tiny-random", reward={"length": 1.0, "repetition": 1.0}, k=10, max_new_tokens=8,
             max_context_tokens=160, eval_limit=4, eval_batch_size=4, temperature=1.0)

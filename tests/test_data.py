@@ -157,3 +157,21 @@ def test_shipped_preference_pairs():
     subtle = [p for p in train if p.meta["rejected_kind"] in ("vague", "wrong_policy")]
     ratio = sum(len(p.rejected.split()) for p in subtle) / sum(len(p.chosen.split()) for p in subtle)
     assert 0.8 < ratio < 1.2
+
+
+def test_preference_data_lives_in_rewards_and_dialogue_env_re_exports_it(tmp_path):
+    import dialogue_env
+    import dialogue_env.data as data
+    import rewards.jsonl
+    import rewards.preferences
+
+    assert dialogue_env.Preference is data.Preference is rewards.preferences.Preference
+    assert dialogue_env.load_preferences is data.load_preferences is rewards.preferences.load_preferences
+    assert data.load_preference_dataset is rewards.preferences.load_preference_dataset
+    assert dialogue_env.DatasetError is data.DatasetError is rewards.jsonl.DatasetError
+    assert data.write_jsonl is rewards.jsonl.write_jsonl
+    shipped = rewards.preferences.DATA_DIR / "preferences"
+    assert sorted(p.name for p in shipped.glob("*.jsonl")) == ["test.jsonl", "train.jsonl"]
+    assert not (data.DATA_DIR / "preferences").exists()
+    with pytest.raises(DatasetError, match="missing.jsonl: no such file .*customer_service"):
+        rewards.preferences.load_preferences(tmp_path / "missing.jsonl")

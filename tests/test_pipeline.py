@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dialogue_env.cli import main
+from agents.cli import main
 from dialogue_env.data import load_preference_dataset, load_preferences, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +32,8 @@ def _scalars(tb_dir: Path) -> dict[str, list[float]]:
 
 
 def test_preferences_to_reward_model_to_ppo_to_filtered_evaluation(tmp_path, capsys):
-    from dialogue_env.annotate.sources import load_candidates
-    from dialogue_env.annotate.store import AnnotationStore
+    from agents.annotate.sources import load_candidates
+    from agents.annotate.store import AnnotationStore
     from rewards.learned import LearnedReward, load_reward_model
 
     # 1. preferences, collected with `dialogue-rl annotate`: a quarter of the shipped training pairs are put in an

@@ -161,7 +161,7 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
 
 def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "dialogue_env.cli", "train", "--config", str(ROOT / "configs" / "tiny.yaml"),
+    cmd = [sys.executable, "-m", "agents.cli", "train", "--config", str(ROOT / "configs" / "tiny.yaml"),
            "--out", str(out), "--no-progress", "--set", "total_iterations=200", "final_split=null",
            "checkpoint_every=1", "logger=none"]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -16,6 +16,7 @@ import torch
 
 import rewards
 from agents.ppo.config import PPOConfig, parse_overrides
+from agents.reward_model import load_pairs
 from dialogue_env.data import Preference
 from rewards.learned import (
     CONFIG_FILE,
@@ -34,7 +35,6 @@ from rewards.learned import (
     save_reward_model,
     train_reward_model,
 )
-from rewards.train_rm import load_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -337,7 +337,7 @@ def test_load_pairs_holds_out_a_seeded_fraction_of_a_file(tmp_path):
 
 
 def test_the_command_reports_bad_data_clearly(tmp_path):
-    from dialogue_env.cli import main
+    from agents.cli import main
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"context": "hi", "chosen": "a"}\n')
@@ -365,7 +365,7 @@ def test_a_ppo_config_carries_the_learned_reward_from_set_and_from_yaml(trained,
     yaml_path.write_text(f"model: tiny-random\nreward:\n  learned:\n    weight: 0.5\n    path: {out}\n  ethics: 1.0\n")
     cfg2 = PPOConfig.from_yaml(yaml_path)
     for c, w in ((cfg, 1.0), (cfg2, 0.5)):
-        comp = rewards.CompositeReward.from_spec(c.reward, device="cpu")
+        comp = rewards.make_composite(c.reward, device="cpu")
         assert comp.names == ["learned", "ethics"] and comp.weights["learned"] == w
         assert np.isfinite(comp([TEST[0].context], [TEST[0].chosen])).all()
     # the config still round-trips through the run's config.json
@@ -378,7 +378,7 @@ def test_a_ppo_config_carries_the_learned_reward_from_set_and_from_yaml(trained,
 def test_shipped_preferences_reach_85_percent_held_out_accuracy(tmp_path, capsys):
     """The command as the README runs it, default settings: >= 85% on the 80 shipped test pairs, and the kinds a
     politeness detector cannot tell apart (vague, off topic) are learned too. ~20-40 s on 2 CPU cores."""
-    from dialogue_env.cli import main
+    from agents.cli import main
 
     assert main(["reward-model", "train", "--out", str(tmp_path / "rm"), "--no-progress"]) == 0
     out = capsys.readouterr().out

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import rewards
-from rewards import CompositeReward, RewardError, UnknownRewardError
+from rewards import RewardError, UnknownRewardError
 
 WIFI = [{"role": "user", "content": "My router keeps dropping the wifi connection every evening."}]
 PARCEL = [{"role": "system", "content": "You are a helpful customer-service agent."},
@@ -231,7 +231,7 @@ def test_repetition_penalty(reply, n, expected):
 
 def test_default_composite_is_the_seeds_reward_gated_by_ethics(minilm):
     assert rewards.DEFAULT_SPEC == {"coherence": 1.0, "sentiment": 1.0, "consistency": 1.0, "ethics": 1.0}
-    r = CompositeReward.from_spec(rewards.DEFAULT_SPEC, device="cpu")
+    r = rewards.make_composite(rewards.DEFAULT_SPEC, device="cpu")
     assert r.names == ["coherence", "sentiment", "consistency", "ethics"]
     replies = [POLITE, "You idiot, restart the router.", "Please restart your router."]
     res = r.score([WIFI] * 3, replies, references=["Sorry! Please restart your router.", None, None])
@@ -496,7 +496,7 @@ def test_every_builtin_pickles_after_use(name, minilm):
 
 
 def test_composite_filter_checks_and_trl_function_pickle(minilm):
-    r = CompositeReward.from_spec(dict(rewards.DEFAULT_SPEC, length=0.5), device="cpu")
+    r = rewards.make_composite(dict(rewards.DEFAULT_SPEC, length=0.5), device="cpu")
     replies = [POLITE, "You idiot."]
     before = r.score([WIFI, PARCEL], replies)
     again = pickle.loads(pickle.dumps(r))
@@ -590,7 +590,7 @@ def test_to_trl_conversational_format_with_a_composite(minilm):
     texts = ["Please restart the router.", "You idiot, restart it.", "Sorry! Please restart the router."]
     completions = [[{"role": "assistant", "content": t}] for t in texts]
     out, metrics, name = _trl_calculate_rewards(fn, inputs, completions)
-    expected = CompositeReward.from_spec(spec).score([prompt] * 3, texts, references=["Please restart the router."] * 3)
+    expected = rewards.make_composite(spec).score([prompt] * 3, texts, references=["Please restart the router."] * 3)
     assert out[:, 0].tolist() == pytest.approx(expected.total.tolist(), abs=1e-6)
     assert out[1, 0].item() == 0.0  # gated by ethics
     assert name == "reward"

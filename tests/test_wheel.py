@@ -2,6 +2,7 @@
 the path) finds its presets and runs ``dialogue-rl compare``."""
 
 import json
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,8 +19,14 @@ def wheel_env(tmp_path_factory):
     """A fresh venv with only our wheel installed; the dependencies come from this interpreter's site-packages,
     added as a plain path (so the editable install's finder there is not run)."""
     tmp = tmp_path_factory.mktemp("wheel")
+    # Build from a clean copy of the sources: setuptools leaves build/ and *.egg-info/ in the source tree, and a stale
+    # build/lib would put removed modules into the next wheel.
+    src = tmp / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache", "runs",
+        "results", "tests"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, capture_output=True, text=True)
+                    str(tmp / "dist"), str(src)], check=True, capture_output=True, text=True)
     wheel = next((tmp / "dist").glob("dialogue_rl-*.whl"))
     env_dir = tmp / "venv"
     venv.EnvBuilder(with_pip=False).create(env_dir)

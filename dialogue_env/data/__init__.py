@@ -1,4 +1,4 @@
-"""Dialogue and preference data: the JSONL formats, validating loaders, and the shipped datasets.
+"""Dialogue data: the JSONL format, its validating loader, and the shipped datasets.
 
 Dialogue JSONL (one JSON object per line, UTF-8; blank lines are ignored)::
 
@@ -13,12 +13,10 @@ Each user message that is followed by an assistant message, or that ends the dia
 environment shows the history up to it and the agent writes the reply. The reference for a slot is the dataset's
 assistant message after it (or ``reference`` for a final user turn).
 
-Preference JSONL::
-
-    {"id": "pref-0001",                            # optional
-     "context": [{"role": "user", "content": "..."}],   # chat history (or a plain string = one user turn)
-     "chosen": "the better reply", "rejected": "the worse reply",
-     "meta": {...}}                                  # optional
+Preference pairs (the reward model's training data) live in the bottom layer, :mod:`rewards.preferences` (format,
+loader, shipped pairs); :class:`Preference`, :func:`load_preferences` and :func:`load_preference_dataset` are
+re-exported here, as are the shared JSONL helpers' :class:`DatasetError` and :func:`write_jsonl`
+(:mod:`rewards.jsonl`).
 
 Every loader validates every line; a bad line raises :class:`DatasetError` naming the file, the line number and
 what is wrong.
@@ -26,18 +24,20 @@ what is wrong.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROLES = ("system", "user", "assistant")
+from rewards.jsonl import ROLES, DatasetError, _fail, _optional_str, _read_jsonl, _validate_messages, write_jsonl
+from rewards.preferences import Preference, load_preference_dataset, load_preferences
+
+__all__ = [
+    "BUILTIN_DATASETS", "DATA_DIR", "ROLES", "SPLITS", "DatasetError", "Dialogue", "Preference", "load_dataset",
+    "load_dialogues", "load_preference_dataset", "load_preferences", "write_jsonl",
+]
+
 SPLITS = ("train", "validation", "test")
 DATA_DIR = Path(__file__).resolve().parent
 BUILTIN_DATASETS = ("customer_service", "chatterbot", "chatterbot-chinese")
-
-
-class DatasetError(ValueError):
-    """A dataset file or line is malformed. The message names the file, the line and the problem."""
 
 
 @dataclass(frozen=True)
@@ -73,74 +73,11 @@ class Dialogue:
         return out
 
 
-@dataclass(frozen=True)
-class Preference:
-    """One preference pair: for ``context``, ``chosen`` is the better reply than ``rejected``."""
-
-    context: tuple
-    chosen: str
-    rejected: str
-    id: str | None = None
-    meta: dict = field(default_factory=dict)
-
-
-def _fail(path, lineno, problem, fix="") -> DatasetError:
-    where = f"{path}, line {lineno}" if lineno else str(path)
-    return DatasetError(f"{where}: {problem}" + (f" ({fix})" if fix else ""))
-
-
-def _read_jsonl(path: Path):
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file (pass a JSONL file path or one of {', '.join(BUILTIN_DATASETS)})")
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise _fail(path, lineno, f"not valid JSON: {err.msg} at column {err.colno}",
-                            "each line must be one JSON object") from None
-            if not isinstance(obj, dict):
-                raise _fail(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
-
-
-def _validate_messages(messages, path, lineno, what="turns") -> tuple:
-    if not isinstance(messages, list):
-        raise _fail(path, lineno, f"'{what}' must be a list of {{\"role\", \"content\"}} messages, "
-                                  f"got {type(messages).__name__}")
-    if not messages:
-        raise _fail(path, lineno, f"'{what}' is empty", "a dialogue needs at least one user message")
-    out = []
-    for j, msg in enumerate(messages):
-        if not isinstance(msg, dict) or "role" not in msg or "content" not in msg:
-            raise _fail(path, lineno, f"{what}[{j}] must be an object with 'role' and 'content'")
-        role, content = msg["role"], msg["content"]
-        if role not in ROLES:
-            raise _fail(path, lineno, f"{what}[{j}] has unknown role {role!r}", f"use one of {', '.join(ROLES)}")
-        if not isinstance(content, str):
-            raise _fail(path, lineno, f"{what}[{j}].content must be a string, got {type(content).__name__}")
-        if not content.strip():
-            raise _fail(path, lineno, f"{what}[{j}].content is empty")
-        out.append({"role": role, "content": content})
-    if not any(m["role"] == "user" for m in out):
-        raise _fail(path, lineno, f"'{what}' has no user message", "a dialogue needs at least one user turn")
-    return tuple(out)
-
-
-def _optional_str(obj, key, path, lineno):
-    value = obj.get(key)
-    if value is not None and not isinstance(value, str):
-        raise _fail(path, lineno, f"'{key}' must be a string, got {type(value).__name__}")
-    return value
-
-
 def load_dialogues(path) -> list[Dialogue]:
     """Load and validate a dialogue JSONL file (format in the module docstring)."""
     path = Path(path)
     dialogues, seen = [], {}
-    for lineno, obj in _read_jsonl(path):
+    for lineno, obj in _read_jsonl(path, BUILTIN_DATASETS):
         did = obj.get("id")
         if not isinstance(did, str) or not did:
             raise _fail(path, lineno, "missing or non-string 'id'", 'add e.g. "id": "dlg-0001"')
@@ -165,61 +102,6 @@ def load_dialogues(path) -> list[Dialogue]:
     if not dialogues:
         raise DatasetError(f"{path}: the file holds no dialogues")
     return dialogues
-
-
-def load_preferences(path) -> list[Preference]:
-    """Load and validate a preference JSONL file (format in the module docstring)."""
-    path = Path(path)
-    out = []
-    for lineno, obj in _read_jsonl(path):
-        context = obj.get("context")
-        if isinstance(context, str):
-            context = [{"role": "user", "content": context}]
-        if context is None:
-            raise _fail(path, lineno, "missing 'context'")
-        context = _validate_messages(context, path, lineno, what="context")
-        for key in ("chosen", "rejected"):
-            value = obj.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise _fail(path, lineno, f"'{key}' must be a non-empty string")
-        if obj["chosen"] == obj["rejected"]:
-            raise _fail(path, lineno, "'chosen' and 'rejected' are identical")
-        meta = obj.get("meta", {})
-        if not isinstance(meta, dict):
-            raise _fail(path, lineno, "'meta' must be an object")
-        out.append(Preference(context=context, chosen=obj["chosen"], rejected=obj["rejected"],
-                              id=_optional_str(obj, "id", path, lineno), meta=meta))
-    if not out:
-        raise DatasetError(f"{path}: the file holds no preference pairs")
-    return out
-
-
-def write_jsonl(path, rows) -> None:
-    """Write dicts as JSONL atomically (temporary file, then rename)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_preference_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Preference]:
-    """Preference pairs: the shipped customer-service set (``split`` = train: 400 pairs, test: 80; contexts from
-    the dialogue set's train and validation splits respectively, never its test split), or a user's JSONL file."""
-    if name_or_path == "customer_service":
-        if split not in ("train", "test"):
-            raise ValueError(f"split={split!r}: the shipped preference set has the splits train and test")
-        return load_preferences(DATA_DIR / "preferences" / f"{split}.jsonl")
-    return load_preferences(Path(str(name_or_path)).expanduser())
 
 
 def load_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Dialogue]:

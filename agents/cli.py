@@ -8,7 +8,7 @@ import sys
 
 def _cmd_demo(args) -> int:
     """Play episodes of Dialogue-v0 with a language model writing the replies token by token."""
-    from agents.demo import play_episodes
+    from .demo import play_episodes
 
     play_episodes(model=args.model, dataset=args.dataset, split=args.split, episodes=args.episodes, seed=args.seed,
                   max_new_tokens=args.max_new_tokens, greedy=args.greedy, turns=args.turns, reward=args.reward)
@@ -45,7 +45,7 @@ def _cmd_compare(args, rest) -> int:
 
 
 def _cmd_data(args) -> int:
-    from .data.stats import print_stats
+    from dialogue_env.data.stats import print_stats
 
     print_stats(args.dataset)
     return 0
@@ -57,20 +57,20 @@ def _cmd_bench(args, rest) -> int:
 
         return int(bench_rewards(rest) or 0)
     if args.what == "env":
-        from .bench import main as bench_env
+        from dialogue_env.bench import main as bench_env
 
         return int(bench_env(rest) or 0)
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
 
 def _cmd_annotate(args) -> int:
-    from .annotate.cli import run
+    from agents.annotate.cli import run
 
     return run(args, args.annotate_parser)
 
 
 def _cmd_reward_model(args, rest) -> int:
-    from rewards.train_rm import main as reward_model_main
+    from .reward_model import main as reward_model_main
 
     return int(reward_model_main(rest) or 0)
 
@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_cmd_data)
 
     annotate = sub.add_parser("annotate", help="label preference pairs in the browser: 'annotate serve', 'status', "
-                                               "'export' (see dialogue_env/annotate)")
-    from .annotate.cli import add_arguments as add_annotate_arguments
+                                               "'export' (see agents/annotate)")
+    from agents.annotate.cli import add_arguments as add_annotate_arguments
 
     add_annotate_arguments(annotate)
     annotate.set_defaults(func=_cmd_annotate, annotate_parser=annotate)

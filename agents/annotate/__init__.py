@@ -2,7 +2,7 @@
 
 A small local web app shows a dialogue context and two candidate replies, A and B, and records which one a person
 prefers: **A**, **B**, **tie**, or **both unsafe**, with an optional note. The labels become the preference JSONL
-that :func:`dialogue_env.data.load_preferences` reads and a Bradley-Terry reward model trains on.
+that :func:`rewards.preferences.load_preferences` reads and a Bradley-Terry reward model trains on.
 
 The workflow::
 
@@ -11,7 +11,7 @@ The workflow::
     dialogue-rl annotate status --db labels.sqlite
     dialogue-rl annotate export --db labels.sqlite --out prefs.jsonl
 
-Where the pairs come from (:mod:`dialogue_env.annotate.sources`):
+Where the pairs come from (:mod:`agents.annotate.sources`):
 
 - a **candidates JSONL** (``--candidates``), one context with two or more candidate replies per line (every pair of
   them is shown), or a preference JSONL (``chosen`` / ``rejected``) to relabel;
@@ -19,12 +19,12 @@ Where the pairs come from (:mod:`dialogue_env.annotate.sources`):
   token by token through the environment (the rollout collector ``agents.collect.collect``); ``--against reference`` samples
   the second reply from a training checkpoint's base model, ``--against NAME`` from any other model.
 
-Durability (:mod:`dialogue_env.annotate.store`): everything lives in one SQLite file. The pairs are stored when the
+Durability (:mod:`agents.annotate.store`): everything lives in one SQLite file. The pairs are stored when the
 server starts, before it answers; each label is one transaction, committed (``synchronous=FULL``) before the page
 moves on, so killing the server, even with SIGKILL, loses no label that the page showed as saved. Restart it on the
 same file and it continues with the first unlabelled pair.
 
-Export (:mod:`dialogue_env.annotate.export`): A or B -> one pair (the preferred reply is ``chosen``). Tie -> no pair
+Export (:mod:`agents.annotate.export`): A or B -> one pair (the preferred reply is ``chosen``). Tie -> no pair
 (a tie states no preference; it is counted and skipped). Both unsafe -> two pairs, the context's *reference* reply
 (the dataset's reply for model-sampled pairs, or a line's ``reference`` field) chosen over each unsafe reply, when a
 reference exists; without one the judgement is skipped and, with ``--unsafe-out FILE``, written there for review.

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--annotator", default="", help="your name or id, stored with each label")
     serve.add_argument("--candidates", action="append", default=[], metavar="JSONL",
                        help="candidates file: one context with two or more replies per line (repeatable); "
-                            "format: python -m pydoc dialogue_env.annotate.sources")
+                            "format: python -m pydoc agents.annotate.sources")
     serve.add_argument("--model", default=None,
                        help="sample two replies per dialogue from this model (smollm2-135m, tiny-random, a training "
                             "checkpoint dir, a hub id or a path)")
@@ -70,7 +70,8 @@ def _open(db):
 
 
 def _serve(args) -> int:
-    from ..data import DatasetError
+    from dialogue_env.data import DatasetError
+
     from .app import serve
     from .sources import load_candidates, model_source_key, sample_model_pairs
 

@@ -1,4 +1,4 @@
-"""Turn stored labels into the preference JSONL that :func:`dialogue_env.data.load_preferences` reads.
+"""Turn stored labels into the preference JSONL that :func:`rewards.preferences.load_preferences` reads.
 
 How each judgement becomes training pairs (``{"id", "context", "chosen", "rejected", "meta"}``):
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data import write_jsonl
+from rewards.jsonl import write_jsonl
+
 from .store import AnnotationStore, Label, Pair
 
 

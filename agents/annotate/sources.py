@@ -10,7 +10,7 @@ Candidates JSONL (one JSON object per line, UTF-8; blank lines are ignored)::
      "meta": {...}}                                       # optional, anything JSON
 
 A preference line (``"chosen"`` and ``"rejected"`` instead of ``"replies"``) is accepted too, so a preference file
-(e.g. ``dialogue_env/data/preferences/test.jsonl``) can be relabelled; which reply was "chosen" is kept in the pair's
+(e.g. ``rewards/data/preferences/test.jsonl``) can be relabelled; which reply was "chosen" is kept in the pair's
 hidden origins, never shown. A bad line raises :class:`CandidateError` naming the file, the line and the fix.
 
 The A/B side of each reply is decided by the store from a hash of the pair, not by the order in the file.
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
 
-from ..data import DatasetError, _fail, _read_jsonl, _validate_messages
+from rewards.jsonl import DatasetError, _fail, _read_jsonl, _validate_messages
 
 
 class CandidateError(DatasetError):
@@ -57,7 +57,7 @@ def load_candidates(path) -> list[CandidatePair]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise CandidateError(f"{path}: no such file (pass a candidates JSONL file to --candidates; the format is in "
-                             f"'python -m pydoc dialogue_env.annotate.sources')")
+                             f"'python -m pydoc agents.annotate.sources')")
     source = f"candidates:{path.name}"
     pairs: list[CandidatePair] = []
     try:

@@ -8,7 +8,7 @@ to preference pairs and report its held-out pairwise accuracy.
     dialogue-rl reward-model train --data labels.jsonl --test held_out.jsonl --out runs/rm_mine --epochs 20
 
 ``--data customer_service`` (the default) trains on the shipped train split and tests on its test split. A JSONL
-file (the preference format of :mod:`dialogue_env.data`) is tested on ``--test`` when given, else on a held-out
+file (the preference format of :mod:`rewards.preferences`) is tested on ``--test`` when given, else on a held-out
 ``--test-fraction`` of its pairs (drawn with ``--seed``); a directory holding ``train.jsonl`` (and ``test.jsonl``)
 is read as both. Prints the held-out accuracy, overall and by ``meta.rejected_kind`` when pairs carry one, and
 writes ``DIR/reward_model.json`` + ``DIR/model.safetensors`` atomically.
@@ -28,7 +28,8 @@ def load_pairs(data: str, test: str | None, test_fraction: float, seed: int) -> 
     """(train pairs, test pairs, train source, test source) for the command's ``--data`` / ``--test`` options."""
     import numpy as np
 
-    from dialogue_env.data import DatasetError, load_preference_dataset, load_preferences
+    from rewards.jsonl import DatasetError
+    from rewards.preferences import load_preference_dataset, load_preferences
 
     if data == "customer_service":
         train = load_preference_dataset("customer_service", "train")
@@ -102,9 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dialogue_env.data import DatasetError
-
-    from .learned import RewardModelError, check_out_dir, save_reward_model, train_reward_model
+    from rewards.jsonl import DatasetError
+    from rewards.learned import RewardModelError, check_out_dir, save_reward_model, train_reward_model
 
     t0 = time.time()
     try:
