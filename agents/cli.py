@@ -23,7 +23,13 @@ def _cmd_train(args) -> int:
 
     overrides = parse_overrides(args.set or [])
     if args.config:
-        cfg = PPOConfig.from_yaml(args.config, **overrides)
+        from agents.presets import resolve_config
+
+        try:
+            config = resolve_config(args.config)
+        except FileNotFoundError as err:
+            raise SystemExit(f"dialogue-rl train: {err}") from None
+        cfg = PPOConfig.from_yaml(config, **overrides)
     else:
         cfg = PPOConfig.from_dict(overrides)
     out = args.out or str(Path("runs") / (Path(args.config).stem if args.config else "ppo"))
@@ -95,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="token-level PPO on Dialogue-v0 (see configs/)")
-    train.add_argument("--config", default=None, help="YAML file of PPOConfig fields (e.g. configs/demo.yaml)")
+    train.add_argument("--config", default=None, help="YAML of PPOConfig fields: a path (configs/demo.yaml) or a shipped "
+                                                      "preset (demo, gpu, tiny)")
     train.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     train.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override config fields")
