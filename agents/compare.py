@@ -52,7 +52,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +60,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from rewards.utils import atomic_path
+from rewards.utils import atomic_write_text as _write
 
 BUILTIN_AGENTS = ("ppo", "sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-ppo-tokens", "reference", "reference-greedy", "random")
 DEFAULT_AGENTS = ("ppo", "sb3-ppo", "sb3-a2c", "sb3-dqn", "reference", "reference-greedy", "random")
@@ -624,14 +626,8 @@ def _save_figure(fig, path: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=_DPI)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def plot_curves(curves: Mapping[str, Mapping[int, list]], summaries: Mapping[str, dict], path: Path) -> None:
@@ -711,17 +707,6 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     return repr(obj)
-
-
-def _write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # ------------------------------------------------------------------------------------------------------- main

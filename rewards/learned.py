@@ -34,8 +34,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -49,6 +47,7 @@ import torch
 from torch import nn
 
 from .base import Context, message_text
+from .utils import atomic_directory
 
 __all__ = [
     "CONFIG_FILE",
@@ -545,21 +544,9 @@ def save_reward_model(model: RewardModel, out: str | os.PathLike, config: Reward
     config = config or model.config
     out = check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old = None
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700); a model directory is shared like any other output
+    with atomic_directory(out) as tmp:
         save_file(model.state_for_saving(), str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -142,7 +142,7 @@ def test_two_iterations_train_write_checkpoints_and_change_parameters(tmp_path):
     p1 = trained.model.layers[top].mlp.up_proj.weight
     assert not torch.equal(p0, p1)
     torch.testing.assert_close(lm0.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight)
-    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary or replaced checkpoint left
 
 
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path):

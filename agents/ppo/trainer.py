@@ -13,10 +13,8 @@ One iteration:
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from agents.ppo.kl import AdaptiveKLController, FixedKLController
 from agents.ppo.policy import PolicyWithValue
 from agents.rollout import Rollout, generate_through_env
 from dialogue_env.models import load_policy
+from rewards.utils import atomic_directory, atomic_write_text
 
 CHECKPOINT_GLOB = "iter-*"
 
@@ -152,8 +151,8 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter-{iteration:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-iter-{iteration:06d}-", dir=root))
-    try:
+    # re-running the same iteration after a resume replaces the old one
+    with atomic_directory(final) as tmp:
         policy.merged_lm().save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         torch.save({
@@ -171,12 +170,6 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
         meta = {"format": "dialogue-rl-ppo-checkpoint", "version": 1, "iteration": iteration,
                 "base_model": cfg.model, "config": cfg.to_dict(), "progress": progress}
         (tmp / "dialogue_rl.json").write_text(json.dumps(meta, indent=2, default=str))
-        if final.exists():  # re-running the same iteration after a resume: replace the old one
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -275,7 +268,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             summaries["before"] = json.loads(before_path.read_text())
         log(f"[dialogue-rl] resumed from {ckpt} at iteration {progress['iteration']}")
     logger = Logger(cfg, out)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
 
     # ---- evaluation of the untrained policy on the final split (the "before" column)
     final_env = None
@@ -411,7 +404,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         if summaries.get("before") and rows_before is None:  # resumed: the "before" rows are on disk
             rows_before = _read_jsonl(out / "eval_before.jsonl")
         report = _report(cfg, summaries, rows_before or [], rows_after, progress)
-        (out / "report.md").write_text(report)
+        atomic_write_text(out / "report.md", report)
         log(report)
     logger.close()
     return {"summaries": summaries, "progress": progress, "history": history, "evals": evals,

@@ -30,6 +30,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rewards.utils import atomic_path
+
 ROLES = ("system", "user", "assistant")
 SPLITS = ("train", "validation", "test")
 DATA_DIR = Path(__file__).resolve().parent
@@ -195,21 +197,12 @@ def load_preferences(path) -> list[Preference]:
 
 
 def write_jsonl(path, rows) -> None:
-    """Write dicts as JSONL atomically (temporary file, then rename)."""
-    import os
-    import tempfile
-
+    """Write dicts as JSONL atomically (temporary file, then rename), one row at a time."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def load_preference_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Preference]:

@@ -1,0 +1,140 @@
+"""The shared pieces in rewards/utils.py: atomic writes, import_attr, ConfigBase."""
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from rewards import utils
+from rewards.utils import atomic_directory, atomic_path, atomic_write_bytes, atomic_write_text
+
+
+# ------------------------------------------------------------------------------------------------ atomic writes
+@pytest.fixture
+def fsyncs(monkeypatch):
+    """Count os.fsync calls (they still run)."""
+    calls = []
+    real = os.fsync
+
+    def counting(fd):
+        calls.append(fd)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", counting)
+    return calls
+
+
+def test_atomic_write_text_and_bytes_replace_the_file_and_fsync_it(tmp_path, fsyncs):
+    path = tmp_path / "out.json"
+    path.write_text("old")
+    assert atomic_write_text(path, "new ü\n") == path
+    assert path.read_text(encoding="utf-8") == "new ü\n"
+    assert fsyncs, "the new file was not fsynced before the rename"
+    n = len(fsyncs)
+    atomic_write_bytes(path, b"\x00\x01")
+    assert path.read_bytes() == b"\x00\x01" and len(fsyncs) > n
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_an_atomic_file_gets_the_permissions_of_an_ordinary_write(tmp_path):
+    atomic_write_text(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == stat.S_IMODE((tmp_path / "b.txt").stat().st_mode)
+
+
+def test_a_failure_mid_write_keeps_the_old_content_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("old\n")
+    with pytest.raises(KeyboardInterrupt), atomic_path(path) as tmp, open(tmp, "w") as fh:
+        fh.write("half a ro")
+        fh.flush()
+        raise KeyboardInterrupt  # killed mid-write
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+    def failing_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)  # the disk fails after the data is written
+    with pytest.raises(OSError, match="Input/output"):
+        atomic_write_text(path, "new\n")
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.jsonl"]
+
+
+def test_atomic_path_gives_writers_a_name_with_the_final_suffix(tmp_path, fsyncs):
+    final = tmp_path / "model.zip"
+    with atomic_path(final) as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".model.zip.tmp-") and tmp.suffix == ".zip"
+        assert tmp.is_file() and not final.exists()
+        Path(tmp).write_bytes(b"zip")
+    assert final.read_bytes() == b"zip" and not tmp.exists() and fsyncs
+    with atomic_path(tmp_path / "fig.png", suffix=".PNG") as tmp:
+        assert tmp.suffix == ".PNG"
+        tmp.write_bytes(b"png")
+    assert (tmp_path / "fig.png").read_bytes() == b"png"
+
+
+def test_atomic_directory_builds_next_to_the_target_and_replaces_it_when_complete(tmp_path, fsyncs):
+    final = tmp_path / "ckpt"
+    with atomic_directory(final) as tmp:
+        assert tmp.parent == tmp_path and tmp.is_dir() and not final.exists()
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "w.bin").write_bytes(b"1")
+        (tmp / "config.json").write_text("{}")
+    assert (final / "sub" / "w.bin").read_bytes() == b"1" and len(fsyncs) >= 2  # both files fsynced
+    with atomic_directory(final) as tmp:
+        (tmp / "config.json").write_text('{"v": 2}')
+    assert (final / "config.json").read_text() == '{"v": 2}' and not (final / "sub").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]  # no temporary, no moved-aside old copy
+
+
+def test_a_failed_atomic_directory_keeps_the_old_one_and_leaves_no_temporary(tmp_path):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "config.json").write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"), atomic_directory(final) as tmp:
+        (tmp / "config.json").write_text("new")
+        raise RuntimeError("disk full")
+    assert (final / "config.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_failed_rename_puts_the_old_directory_back(tmp_path, monkeypatch):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "config.json").write_text("old")
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if Path(dst) == final and ".tmp-" in Path(src).name:
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space"), atomic_directory(final) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert (final / "config.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_atomic_directory_without_replace_keeps_what_another_writer_finished_first(tmp_path):
+    final = tmp_path / "cache"
+    with pytest.raises(FileExistsError), atomic_directory(final, replace=False) as tmp:
+        (tmp / "model.safetensors").write_text("mine")
+        final.mkdir()  # another process renames its complete copy into place meanwhile
+        (final / "model.safetensors").write_text("theirs")
+    assert (final / "model.safetensors").read_text() == "theirs"
+    assert [p.name for p in tmp_path.iterdir()] == ["cache"]
+
+
+def test_no_hand_written_atomic_write_is_left_in_the_packages():
+    root = Path(__file__).resolve().parents[1]
+    for package in ("agents", "dialogue_env", "rewards"):
+        for path in (root / package).rglob("*.py"):
+            if path == Path(utils.__file__).resolve():
+                continue
+            text = path.read_text(encoding="utf-8")
+            for needle in ("os.replace(", "mkstemp(", "mkdtemp("):
+                assert needle not in text, f"{path.relative_to(root)} writes with {needle}: use rewards.utils"
