@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewards.utils import atomic_path
+from rewards.utils import BadSpecError, SpecAttributeError, SpecImportError, atomic_path, import_attr
 from rewards.utils import atomic_write_text as _write
 
 BUILTIN_AGENTS = ("ppo", "sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-ppo-tokens", "reference", "reference-greedy", "random")
@@ -190,17 +190,15 @@ def _load_spec(spec: str) -> Any:
     if ":" not in spec:
         raise ValueError(f"unknown agent {spec!r}: use a built-in ({', '.join(BUILTIN_AGENTS)}), "
                          f"name=package.module:attr (an object with predict) or name=path/to/model.zip")
-    import importlib
-
-    module_name, _, attr = spec.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"agent {spec!r}: cannot import module {module_name!r} ({err})") from err
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"agent {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        obj: Any = import_attr(spec)
+    except SpecAttributeError as err:
+        raise ValueError(f"agent {spec!r}: module {err.module!r} has no attribute {err.attr!r}") from err
+    except SpecImportError as err:
+        raise ValueError(f"agent {spec!r}: cannot import module {err.module!r} ({err.__cause__})") from err
+    except BadSpecError as err:
+        raise ValueError(f"agent {spec!r}: {err}") from err
+    attr = spec.partition(":")[2]
     if isinstance(obj, type) or (not hasattr(obj, "predict") and callable(obj)):
         try:
             obj = obj()  # a class or a factory: build the agent with no arguments

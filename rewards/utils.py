@@ -6,22 +6,30 @@
   file or directory next to the final one, ``fsync``s it, then renames it into place with ``os.replace``; on any
   failure the temporary is removed and whatever was at the final path is left as it was. Temporaries are hidden
   (``.NAME.tmp-XXXXXXXX[.suffix]``) and get the permissions an ordinary ``open`` / ``mkdir`` would give.
+- :func:`import_attr`: ``"package.module:attr.sub"`` -> the object, with errors that name the spec and the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 __all__ = [
+    "BadSpecError",
+    "SpecAttributeError",
+    "SpecImportError",
+    "SpecModuleNotFoundError",
     "atomic_directory",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "import_attr",
 ]
 
 
@@ -158,3 +166,55 @@ def atomic_directory(final: str | os.PathLike, replace: bool = True) -> Iterator
         if old is not None:
             _remove(old)
     _fsync_dir(final.parent)
+
+
+# ----------------------------------------------------------------------------------------------- import_attr
+class BadSpecError(ValueError):
+    """An import spec that does not look like ``package.module:attr``."""
+
+
+class SpecImportError(ImportError):
+    """``import_attr`` could not import the spec's module, or found no such attribute in it. Attributes: ``spec``,
+    ``module``, ``attr``; ``name`` is the missing module or attribute (``None`` when the module raised)."""
+
+    def __init__(self, message: str, spec: str, module: str, attr: str, name: str | None = None):
+        super().__init__(message, name=name)
+        self.spec, self.module, self.attr = spec, module, attr
+
+
+class SpecModuleNotFoundError(SpecImportError, ModuleNotFoundError):
+    """The spec's module (or one of its parent packages) is not installed / not on ``sys.path``."""
+
+
+class SpecAttributeError(SpecImportError):
+    """The spec's module imports but has no such attribute (as ``from module import name`` raises ImportError)."""
+
+
+def import_attr(spec: str) -> Any:
+    """``"package.module:attr.sub"`` -> ``package.module``'s ``attr.sub`` (the module imported, then the attribute
+    path followed).
+
+    Raises :class:`BadSpecError` (a ``ValueError``) for a malformed spec; :class:`SpecModuleNotFoundError` when the
+    module is not installed; :class:`SpecAttributeError` when it has no such attribute; :class:`SpecImportError`
+    when importing the module raised (the original error is the ``__cause__``). The last three are ``ImportError``s.
+    """
+    module, sep, attr = spec.partition(":") if isinstance(spec, str) else ("", "", "")
+    if not sep or not module.strip() or not attr.strip() or any(not p for p in attr.split(".")):
+        raise BadSpecError(f"{spec!r} must look like 'package.module:attr' (an importable module, a colon, then the "
+                           f"name of an object in it)")
+    try:
+        obj = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name and (module == err.name or module.startswith(err.name + ".")):
+            raise SpecModuleNotFoundError(f"{spec!r}: no module named {err.name!r} (is it installed, or on sys.path / "
+                                          f"PYTHONPATH?)", spec, module, attr, name=err.name) from err
+        raise SpecImportError(f"{spec!r}: importing {module!r} failed: {err}", spec, module, attr) from err
+    except ImportError as err:
+        raise SpecImportError(f"{spec!r}: importing {module!r} failed: {err}", spec, module, attr) from err
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError as err:
+            raise SpecAttributeError(f"{spec!r}: module {module!r} has no attribute {attr!r} (check the name after "
+                                     f"the colon)", spec, module, attr, name=part) from err
+    return obj

@@ -7,7 +7,17 @@ from pathlib import Path
 import pytest
 
 from rewards import utils
-from rewards.utils import atomic_directory, atomic_path, atomic_write_bytes, atomic_write_text
+from rewards.utils import (
+    BadSpecError,
+    SpecAttributeError,
+    SpecImportError,
+    SpecModuleNotFoundError,
+    atomic_directory,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    import_attr,
+)
 
 
 # ------------------------------------------------------------------------------------------------ atomic writes
@@ -138,3 +148,44 @@ def test_no_hand_written_atomic_write_is_left_in_the_packages():
             text = path.read_text(encoding="utf-8")
             for needle in ("os.replace(", "mkstemp(", "mkdtemp("):
                 assert needle not in text, f"{path.relative_to(root)} writes with {needle}: use rewards.utils"
+
+
+# -------------------------------------------------------------------------------------------------- import_attr
+def test_import_attr_follows_the_module_and_the_attribute_path():
+    import json.decoder
+
+    assert import_attr("json:JSONDecoder") is json.JSONDecoder
+    assert import_attr("json.decoder:JSONDecoder.decode") is json.decoder.JSONDecoder.decode
+    assert import_attr("rewards.utils:import_attr") is import_attr
+
+
+@pytest.mark.parametrize("spec", ["json", "json:", ":loads", "json:a..b", "json:loads.", ""])
+def test_import_attr_rejects_a_malformed_spec_with_the_expected_form(spec):
+    with pytest.raises(BadSpecError, match=r"must look like 'package\.module:attr'") as info:
+        import_attr(spec)
+    assert isinstance(info.value, ValueError) and repr(spec) in str(info.value)
+
+
+def test_import_attr_names_a_missing_module():
+    with pytest.raises(SpecModuleNotFoundError, match="no module named 'no_such_pkg_x'.*installed") as info:
+        import_attr("no_such_pkg_x.sub:Thing")
+    err = info.value
+    assert isinstance(err, ModuleNotFoundError) and isinstance(err, SpecImportError)
+    assert err.name == "no_such_pkg_x" and err.module == "no_such_pkg_x.sub" and err.attr == "Thing"
+    assert "'no_such_pkg_x.sub:Thing'" in str(err)
+
+
+def test_import_attr_names_a_missing_attribute():
+    with pytest.raises(SpecAttributeError, match="module 'json' has no attribute 'JSONDecoder.nope'") as info:
+        import_attr("json:JSONDecoder.nope")
+    assert isinstance(info.value, ImportError) and info.value.name == "nope"
+
+
+def test_import_attr_reports_a_module_that_fails_to_import(tmp_path, monkeypatch):
+    (tmp_path / "broken_plugin_x.py").write_text("import no_such_dependency_x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SpecImportError, match="importing 'broken_plugin_x' failed: No module named "
+                                              "'no_such_dependency_x'") as info:
+        import_attr("broken_plugin_x:thing")
+    assert not isinstance(info.value, SpecModuleNotFoundError)  # the module exists; its dependency does not
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)

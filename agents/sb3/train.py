@@ -17,7 +17,6 @@ Episode rewards seen during training (from ``VecMonitor``) are recorded against 
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecMonitor
 
-from rewards.utils import atomic_path, atomic_write_text
+from rewards.utils import atomic_path, atomic_write_text, import_attr
 
 from .policies import TopKFeaturesExtractor
 from .vec_env import GymVectorToSB3
@@ -61,22 +60,12 @@ def default_policy_kwargs(observation: str, k: int) -> dict:
     return {"net_arch": [64, 64]}
 
 
-def _import(spec: str):
-    module, _, attr = spec.partition(":")
-    if not attr:
-        raise ValueError(f"{spec!r} must look like 'package.module:attr'")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _resolve_policy_kwargs(kwargs: dict) -> dict:
     """``"module:attr"`` strings for classes and functions (e.g. from YAML) -> the objects."""
     out = dict(kwargs)
     for key, value in kwargs.items():
         if isinstance(value, str) and (key.endswith("_class") or key.endswith("_fn")):
-            out[key] = _import(value)
+            out[key] = import_attr(value)
     return out
 
 
