@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from rewards.utils import BadSpecError, SpecAttributeError, SpecImportError, atomic_path, import_attr
+from rewards.utils import BadSpecError, ConfigBase, SpecAttributeError, SpecImportError, atomic_path, import_attr
 from rewards.utils import atomic_write_text as _write
 
 BUILTIN_AGENTS = ("ppo", "sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-ppo-tokens", "reference", "reference-greedy", "random")
@@ -74,8 +74,11 @@ _CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(ConfigBase):
     """Settings of ``dialogue-rl compare`` (YAML keys = field names; command-line flags override them)."""
+
+    config_label = "compare setting"  # unknown keys: "unknown compare setting(s) [...]"
+    config_examples = "configs/compare.yaml"
 
     model: str = "smollm2-135m"
     """Policy / reference model: smollm2-135m, tiny-random, a hub id or a local path."""
@@ -144,27 +147,6 @@ class CompareConfig:
         if unknown:
             raise ValueError(f"sb3: unknown algorithm(s) {sorted(unknown)}; use ppo, a2c, dqn")
         return self
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> CompareConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown compare setting(s) {unknown}; valid: {sorted(names)}")
-        return cls(**dict(data)).validate()
-
-    @classmethod
-    def from_yaml(cls, path, **overrides) -> CompareConfig:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (see configs/compare.yaml)")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of compare settings at the top level")
-        data.update(overrides)
-        return cls.from_dict(data)
 
     def env_kwargs(self, split: str) -> dict:
         return {"model": self.model, "dataset": self.dataset, "split": split, "reward": self.reward,
@@ -473,14 +455,12 @@ def _ppo_config(cfg: CompareConfig, seed: int):
         path = str(default) if default.is_file() else None
     data: dict = {}
     if path is not None:
-        import yaml
-
         found = Path(path)
         if not found.is_file() and not found.is_absolute() and (_CONFIG_DIR.parent / found).is_file():
             found = _CONFIG_DIR.parent / found  # a repository-relative path such as configs/demo.yaml
         if not found.is_file():
             raise FileNotFoundError(f"ppo_config {path} does not exist (give a PPOConfig YAML such as configs/demo.yaml)")
-        data = yaml.safe_load(found.read_text(encoding="utf-8")) or {}
+        data = PPOConfig.read_yaml(found)
     data.update({"model": cfg.model, "dataset": cfg.dataset, "reward": cfg.reward, "seed": seed,
                  "max_new_tokens": cfg.max_new_tokens, "max_context_tokens": cfg.max_context_tokens,
                  "temperature": cfg.temperature, "device": cfg.device, "time_limit_s": cfg.budget_seconds,

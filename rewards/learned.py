@@ -38,7 +38,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from .base import Context, message_text
-from .utils import atomic_directory
+from .utils import ConfigBase, atomic_directory
 
 __all__ = [
     "CONFIG_FILE",
@@ -269,8 +269,10 @@ class TextEncoder(nn.Module):
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(ConfigBase):
     """What a saved reward model is: everything needed to rebuild it, plus what it was trained on and scored."""
+
+    config_label = "reward-model config field"
 
     backbone: str = "minilm"
     """Sentence encoder: "minilm" (bundled all-MiniLM-L6-v2) or a Hugging Face encoder directory / hub id."""
@@ -302,13 +304,13 @@ class RewardModelConfig:
         return [f, self.hidden, 1] if self.hidden else [f, 1]
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, **asdict(self), "head_sizes": self.head_sizes,
+        return {"format": FORMAT, "version": VERSION, **self.to_dict(), "head_sizes": self.head_sizes,
                 "features": "[r, c, r*c, |r-c|] of unit MiniLM-style embeddings (c: context, r: reply)"}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RewardModelConfig:
-        names = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """From :meth:`to_json`'s output: its descriptive keys (format, version, head_sizes, ...) are skipped."""
+        return cls.from_dict({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 class RewardModel(nn.Module):

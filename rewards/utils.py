@@ -7,21 +7,27 @@
   failure the temporary is removed and whatever was at the final path is left as it was. Temporaries are hidden
   (``.NAME.tmp-XXXXXXXX[.suffix]``) and get the permissions an ordinary ``open`` / ``mkdir`` would give.
 - :func:`import_attr`: ``"package.module:attr.sub"`` -> the object, with errors that name the spec and the fix.
+- :class:`ConfigBase`: ``from_dict`` / ``from_yaml`` / ``to_dict`` for configuration dataclasses, and
+  :func:`parse_overrides` for ``--set field=value`` arguments.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "BadSpecError",
+    "ConfigBase",
     "SpecAttributeError",
     "SpecImportError",
     "SpecModuleNotFoundError",
@@ -30,6 +36,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "import_attr",
+    "parse_overrides",
 ]
 
 
@@ -218,3 +225,103 @@ def import_attr(spec: str) -> Any:
             raise SpecAttributeError(f"{spec!r}: module {module!r} has no attribute {attr!r} (check the name after "
                                      f"the colon)", spec, module, attr, name=part) from err
     return obj
+
+
+# -------------------------------------------------------------------------------------------------- configs
+C = TypeVar("C", bound="ConfigBase")
+
+
+class ConfigBase:
+    """Mixin for configuration dataclasses: ``from_dict``, ``from_yaml``, ``to_dict``.
+
+    Subclasses may set ``config_label`` (how errors name one key, e.g. ``"PPO config field"``) and
+    ``config_examples`` (where to look instead, in the missing-file error). A ``validate()`` method, if the class
+    has one, runs on every object ``from_dict`` builds.
+    """
+
+    config_label: ClassVar[str] = "config field"
+    config_examples: ClassVar[str] = "configs/ for examples"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls: type[C], data: Mapping) -> C:
+        """Build from a mapping of field names: unknown keys are a ``ValueError`` listing the valid fields; strings
+        that YAML 1.1 left unparsed (``"1e-4"``) become the field's int / float; then ``validate()``."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ValueError(f"unknown {cls.config_label}(s) {unknown}; valid fields: {sorted(fields)}")
+        hints = _type_hints(cls)
+        obj = cls(**{k: _coerce_number(k, v, hints.get(k, fields[k].type)) for k, v in data.items()})
+        validate = getattr(obj, "validate", None)
+        if callable(validate):
+            validate()
+        return obj
+
+    @classmethod
+    def read_yaml(cls, path: str | os.PathLike) -> dict:
+        """The top-level mapping of a YAML file (``{}`` for an empty one); errors name the path."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} does not exist (see {cls.config_examples})")
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of {cls.config_label}s at the top level, found "
+                             f"{type(data).__name__}")
+        return data
+
+    @classmethod
+    def from_yaml(cls: type[C], path: str | os.PathLike, **overrides) -> C:
+        """``from_dict`` of the YAML file at ``path``, with ``overrides`` (field=value) applied on top."""
+        return cls.from_dict({**cls.read_yaml(path), **overrides})
+
+
+def _type_hints(cls) -> dict:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # an annotation that does not evaluate here: fall back to the raw ones
+        return {}
+
+
+def _number_types(annotation: Any) -> tuple[list[type], bool]:
+    """(the numeric types int / float of an annotation, in order; whether it allows None)."""
+    if isinstance(annotation, str):  # an unevaluated annotation such as "float | None"
+        names = [a.strip() for a in annotation.split("|")]
+        return [{"int": int, "float": float}[n] for n in names if n in ("int", "float")], "None" in names
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    args = typing.get_args(annotation) if union else (annotation,)
+    return [a for a in args if a in (int, float)], type(None) in args
+
+
+def _coerce_number(name: str, value: Any, annotation: Any) -> Any:
+    """YAML 1.1 reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type, or say why not."""
+    numbers, optional = _number_types(annotation)
+    if not isinstance(value, str) or not numbers:
+        return value
+    if optional and value.strip().lower() in ("none", "null", "~"):
+        return None
+    try:
+        return int(value) if numbers[0] is int else float(value)
+    except ValueError:
+        shown = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
+        raise ValueError(f"config field {name}={value!r} is not a number ({shown} expected)") from None
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["learning_rate=3e-5", "num_envs=8"]`` -> ``{"learning_rate": 3e-05, "num_envs": 8}`` (YAML scalars)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"override {pair!r} must look like field=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out

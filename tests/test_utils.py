@@ -2,6 +2,7 @@
 
 import os
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from rewards import utils
 from rewards.utils import (
     BadSpecError,
+    ConfigBase,
     SpecAttributeError,
     SpecImportError,
     SpecModuleNotFoundError,
@@ -17,6 +19,7 @@ from rewards.utils import (
     atomic_write_bytes,
     atomic_write_text,
     import_attr,
+    parse_overrides,
 )
 
 
@@ -189,3 +192,90 @@ def test_import_attr_reports_a_module_that_fails_to_import(tmp_path, monkeypatch
         import_attr("broken_plugin_x:thing")
     assert not isinstance(info.value, SpecModuleNotFoundError)  # the module exists; its dependency does not
     assert isinstance(info.value.__cause__, ModuleNotFoundError)
+
+
+# ------------------------------------------------------------------------------------------------------ configs
+@dataclass
+class _Settings(ConfigBase):
+    config_label = "test setting"
+    config_examples = "tests/ for nothing"
+
+    lr: float = 1e-3
+    steps: int = 10
+    limit: float | None = None
+    name: str = "run"
+    extra: dict = field(default_factory=dict)
+
+    def validate(self):
+        if self.steps < 1:
+            raise ValueError(f"steps={self.steps} must be at least 1")
+        return self
+
+
+def test_from_dict_rejects_unknown_keys_and_lists_the_valid_fields():
+    with pytest.raises(ValueError, match=r"unknown test setting\(s\) \['lrate', 'zz'\]; valid fields: "
+                                         r"\['extra', 'limit', 'lr', 'name', 'steps'\]"):
+        _Settings.from_dict({"lrate": 1, "zz": 2, "steps": 3})
+
+
+def test_from_dict_turns_yaml_number_strings_into_the_fields_type():
+    cfg = _Settings.from_dict({"lr": "1e-4", "steps": "20", "limit": "null", "name": "1e-4"})
+    assert cfg.lr == 1e-4 and isinstance(cfg.lr, float)
+    assert cfg.steps == 20 and isinstance(cfg.steps, int)
+    assert cfg.limit is None and cfg.name == "1e-4"  # a str field keeps its string
+    assert _Settings.from_dict({"limit": "5e-1"}).limit == 0.5
+    with pytest.raises(ValueError, match=r"config field lr='fast' is not a number \(float expected\)"):
+        _Settings.from_dict({"lr": "fast"})
+    with pytest.raises(ValueError, match=r"config field steps='1e3' is not a number \(int expected\)"):
+        _Settings.from_dict({"steps": "1e3"})
+
+
+def test_from_dict_validates_and_to_dict_round_trips():
+    with pytest.raises(ValueError, match="steps=0 must be at least 1"):
+        _Settings.from_dict({"steps": 0})
+    cfg = _Settings.from_dict({"lr": 0.5, "extra": {"a": [1]}})
+    assert cfg.to_dict() == {"lr": 0.5, "steps": 10, "limit": None, "name": "run", "extra": {"a": [1]}}
+    assert _Settings.from_dict(cfg.to_dict()) == cfg
+
+
+def test_from_yaml_reads_a_mapping_applies_overrides_and_names_the_path_in_errors(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("lr: 1e-4\nsteps: 5\n")  # YAML 1.1: 1e-4 (no dot) is a string
+    cfg = _Settings.from_yaml(path, steps=7)
+    assert cfg.lr == 1e-4 and cfg.steps == 7
+    path.write_text("")
+    assert _Settings.from_yaml(path) == _Settings()
+    path.write_text("- lr\n- steps\n")
+    with pytest.raises(ValueError, match=f"{path}: expected a mapping of test settings at the top level"):
+        _Settings.from_yaml(path)
+    with pytest.raises(FileNotFoundError, match=r"config file .*nope\.yaml does not exist \(see tests/ for nothing\)"):
+        _Settings.from_yaml(tmp_path / "nope.yaml")
+    path.write_text("bad: 1\n")
+    with pytest.raises(ValueError, match=r"unknown test setting\(s\) \['bad'\]"):
+        _Settings.from_yaml(path)
+
+
+def test_parse_overrides_reads_yaml_scalars():
+    overrides = parse_overrides(["lr=1e-4", "steps = 8", "limit=null", "name=a=b", "extra={k: [1, 2]}"])
+    assert overrides == {"lr": "1e-4", "steps": 8, "limit": None, "name": "a=b", "extra": {"k": [1, 2]}}
+    cfg = _Settings.from_dict(overrides)
+    assert cfg.lr == 1e-4 and cfg.extra == {"k": [1, 2]}
+    with pytest.raises(ValueError, match="override 'steps' must look like field=value"):
+        parse_overrides(["steps"])
+
+
+def test_the_configs_keep_their_own_wording():
+    from agents.compare import CompareConfig
+    from agents.ppo.config import PPOConfig
+    from agents.ppo.config import parse_overrides as ppo_parse_overrides
+
+    assert ppo_parse_overrides is parse_overrides
+    with pytest.raises(ValueError, match=r"unknown PPO config field\(s\) \['lr'\]"):
+        PPOConfig.from_dict({"lr": 1e-4})
+    with pytest.raises(ValueError, match=r"unknown compare setting\(s\) \['budget'\]"):
+        CompareConfig.from_dict({"budget": 10})
+    with pytest.raises(FileNotFoundError, match=r"\(see configs/ for examples\)"):
+        PPOConfig.from_yaml("no/such.yaml")
+    with pytest.raises(FileNotFoundError, match=r"\(see configs/compare\.yaml\)"):
+        CompareConfig.from_yaml("no/such.yaml")
+    assert CompareConfig.from_dict({"budget_steps": "1024", "budget_seconds": "1e2"}).budget_seconds == 100.0
