@@ -397,11 +397,12 @@ def _reply_logprobs(model, ro, temperatures) -> list[torch.Tensor]:
     """``log softmax(logits / T)[a_t]`` (B, T) of the reply tokens of ``ro`` under ``model``, for each temperature,
     from one batched forward over context + reply (as ``agents.evaluate.sequence_logprobs``)."""
     from agents.ppo.functional import logprobs_from_logits
+    from dialogue_env.models import position_ids
 
     device = next(model.parameters()).device
     ids, mask = ro.sequence()  # (B, Lq + T - 1)
     ids, mask = ids.to(device), mask.to(device).long()
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    pos = position_ids(mask)
     T = ro.response_ids.shape[1]
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, logits_to_keep=T).logits
     logits = logits[:, -T:].float()  # (B, T, V)

@@ -44,6 +44,7 @@ import torch
 
 from agents.ppo.functional import logprobs_from_logits
 from agents.rollout import Rollout, generate_through_env
+from dialogue_env.models import position_ids
 from rewards.utils import atomic_write_text
 
 __all__ = [
@@ -143,7 +144,7 @@ def sequence_logprobs(model, rollout: Rollout) -> torch.Tensor:
     device = next(model.parameters()).device
     ids, mask = rollout.sequence()  # (B, Lq + T - 1)
     ids, mask = ids.to(device), mask.to(device).long()
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    pos = position_ids(mask)
     T = rollout.response_ids.shape[1]
     kwargs = {"logits_to_keep": T} if _accepts(model, "logits_to_keep") else {}
     logits = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False, **kwargs).logits

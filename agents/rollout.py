@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from dialogue_env.models import lm_step
+from dialogue_env.models import lm_step, position_ids
 
 
 @dataclass
@@ -87,7 +87,7 @@ def generate_through_env(venv, lm, *, temperature: float = 1.0, greedy: bool = F
         query_ids = ids[:, -Lq:].clone()
         query_mask = mask[:, -Lq:].long().clone()
         attn = query_mask.to(lm_device)
-        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        pos = position_ids(attn)
         kwargs = {"logits_to_keep": 1}  # (B, 1, V): only the next token's logits, not the context's
         if capture_layer is not None:
             kwargs["output_hidden_states"] = True
@@ -100,7 +100,7 @@ def generate_through_env(venv, lm, *, temperature: float = 1.0, greedy: bool = F
             shared = len(uniq) < B
         if shared:
             u_ids, u_mask = uniq[:, :Lq].to(lm_device), uniq[:, Lq:].to(lm_device)
-            u_pos = (u_mask.cumsum(-1) - 1).clamp(min=0)
+            u_pos = position_ids(u_mask)
             logits, cache, hidden = _forward(lm, u_ids, None, attention_mask=u_mask, position_ids=u_pos, **kwargs)
             inv = inverse.to(lm_device)
             cache.reorder_cache(inv)  # (U, ...) -> (B, ...) on the batch axis

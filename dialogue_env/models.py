@@ -260,6 +260,12 @@ def _cache_kwarg(model) -> str:
     return "cache" if "cache" in params else "past_key_values"
 
 
+def position_ids(mask: torch.Tensor) -> torch.Tensor:
+    """Positions for a left-padded batch: 0 at each row's first real token (and on the padding before it), as in
+    generation. ``mask`` (B, S) of 0/1 -> (B, S) long."""
+    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
 def lm_step(model, input_ids, cache=None, **kwargs):
     """One causal-LM forward that reuses and returns the KV cache, across transformers versions (the keyword
     is ``cache`` in transformers 5.x and ``past_key_values`` before). Returns ``(model output, cache)``."""

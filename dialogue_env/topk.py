@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 
 from .envs import DialogueEnv, DialogueVectorEnv
-from .models import lm_step, load_policy
+from .models import lm_step, load_policy, position_ids
 
 LOGPROB_FLOOR = -100.0  # top-k log-probs are clamped here (e^-100 is zero for every practical purpose)
 DEFAULT_K = 50
@@ -89,7 +89,7 @@ class TopKReference:
         ids, mask = ids.to(self.device), mask.to(self.device).long()
         keep = int(mask.sum(1).max())
         ids, mask = ids[:, -keep:], mask[:, -keep:]  # drop columns that are padding in every row
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        pos = position_ids(mask)
         out, new_cache = lm_step(self.lm, ids, None, attention_mask=mask, position_ids=pos,
                                  output_hidden_states=True, logits_to_keep=1)
         self._set_outputs(rows, out.logits[:, -1], out.hidden_states[-1][:, -1])

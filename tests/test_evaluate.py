@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import agents.evaluate as ev
-from dialogue_env.models import load_policy, tiny_model, tiny_tokenizer
+from dialogue_env.models import load_policy, position_ids, tiny_model, tiny_tokenizer
 
 SUMMARY_FIELDS = (
     "n", "reward", "reward_std", "reward_ci95", "components", "kl", "perplexity", "distinct_1", "distinct_2",
@@ -202,7 +202,7 @@ def test_sequence_logprobs_keeps_only_reply_logits_and_matches_the_full_forward(
     assert fast.shape == (B, T)
     assert shapes == [(B, T, lm.config.vocab_size)]  # no context logits materialised
     ids, mask = rollout.sequence()
-    pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    pos = position_ids(mask)
     with torch.no_grad():
         full = lm(input_ids=ids, attention_mask=mask.long(), position_ids=pos).logits  # (B, Lq+T-1, V)
     Lq = rollout.query_ids.shape[1]
