@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from dialogue_env.kvcache import position_ids
+
 __all__ = ["RandomAgent", "ReferenceAgent"]
 
 
@@ -125,7 +127,7 @@ class ReferenceAgent:
         keep = int(mask.sum(1).max())
         ids, mask = ids[:, -keep:], mask[:, -keep:]
         device = next(self.lm.parameters()).device
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        pos = position_ids(mask)
         out = self.lm(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=pos.to(device),
                       use_cache=False, logits_to_keep=1)
         return out.logits[:, -1].float().cpu()  # (N, V)

@@ -35,7 +35,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 
 from agents.evaluator import apply_ethics, distinct_n, evaluate_actor, reply_logprobs, rows_from_rollout, summarize
+from rewards.utils import atomic_write_text
 
 __all__ = [
     "CHECKPOINT_META",
@@ -273,22 +273,6 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def write_outputs(summary: Mapping, rows: Sequence[Mapping], out_path) -> tuple[Path, Path]:
     """Write ``summary`` as JSON to ``out_path`` and ``rows`` as JSONL next to it (``out_path`` with suffix
     ``.jsonl``), each atomically (a temporary file in the same directory, then ``os.replace``). Creates the parent
@@ -298,9 +282,9 @@ def write_outputs(summary: Mapping, rows: Sequence[Mapping], out_path) -> tuple[
     if rows_path == out:
         raise ValueError(f"--out {out} ends in .jsonl: give the summary's .json path; the rows go to <name>.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out, json.dumps(dict(summary), indent=2, default=_json_default, ensure_ascii=False) + "\n")
+    atomic_write_text(out, json.dumps(dict(summary), indent=2, default=_json_default, ensure_ascii=False) + "\n")
     lines = [json.dumps(dict(r), default=_json_default, ensure_ascii=False) for r in rows]
-    _write_atomic(rows_path, "".join(line + "\n" for line in lines))
+    atomic_write_text(rows_path, "".join(line + "\n" for line in lines))
     return out, rows_path
 
 

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
+
+from rewards.utils import atomic_directory
 
 SMOLLM2_NAMES = ("smollm2-135m", "smollm2-135m-instruct", "SmolLM2-135M-Instruct")
 TINY_NAMES = ("tiny-random",)
@@ -159,17 +159,13 @@ def ensure_smollm2_cache(verbose: bool = True) -> Path:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:  # another process finished first: keep theirs
-            if not (target / "model.safetensors").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_directory(target, replace=False) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    except FileExistsError:  # another process finished first: keep theirs
+        if not (target / "model.safetensors").is_file():
+            raise
     return target
 
 

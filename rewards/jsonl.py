@@ -11,6 +11,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .utils import atomic_path
+
 __all__ = ["ROLES", "DatasetError", "write_jsonl"]
 
 ROLES = ("system", "user", "assistant")
@@ -75,18 +77,9 @@ def _optional_str(obj, key, path, lineno):
 
 
 def write_jsonl(path, rows) -> None:
-    """Write dicts as JSONL atomically (temporary file, then rename)."""
-    import os
-    import tempfile
-
+    """Write dicts as JSONL atomically (temporary file, fsync, rename), one row at a time."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

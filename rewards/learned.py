@@ -34,13 +34,11 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ import torch
 from torch import nn
 
 from .base import Context, message_text
+from .utils import ConfigBase, atomic_directory
 
 __all__ = [
     "CONFIG_FILE",
@@ -270,8 +269,10 @@ class TextEncoder(nn.Module):
 
 
 @dataclass
-class RewardModelConfig:
+class RewardModelConfig(ConfigBase):
     """What a saved reward model is: everything needed to rebuild it, plus what it was trained on and scored."""
+
+    config_label = "reward-model config field"
 
     backbone: str = "minilm"
     """Sentence encoder: "minilm" (bundled all-MiniLM-L6-v2) or a Hugging Face encoder directory / hub id."""
@@ -303,13 +304,13 @@ class RewardModelConfig:
         return [f, self.hidden, 1] if self.hidden else [f, 1]
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, **asdict(self), "head_sizes": self.head_sizes,
+        return {"format": FORMAT, "version": VERSION, **self.to_dict(), "head_sizes": self.head_sizes,
                 "features": "[r, c, r*c, |r-c|] of unit MiniLM-style embeddings (c: context, r: reply)"}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> RewardModelConfig:
-        names = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """From :meth:`to_json`'s output: its descriptive keys (format, version, head_sizes, ...) are skipped."""
+        return cls.from_dict({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 class RewardModel(nn.Module):
@@ -545,21 +546,9 @@ def save_reward_model(model: RewardModel, out: str | os.PathLike, config: Reward
     config = config or model.config
     out = check_out_dir(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old = None
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private (0700); a model directory is shared like any other output
+    with atomic_directory(out) as tmp:
         save_file(model.state_for_saving(), str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n", encoding="utf-8")
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}-{time.time_ns()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -20,7 +20,6 @@ A dict ``{spec: weight}`` is resolved here, part by part, into a :class:`rewards
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -29,6 +28,7 @@ import numpy as np
 
 from .base import FunctionReward, accepted_kwargs, check_module
 from .composite import Component, CompositeReward
+from .utils import BadSpecError, SpecAttributeError, SpecImportError, SpecModuleNotFoundError, import_attr
 
 __all__ = [
     "BUILTINS",
@@ -124,23 +124,18 @@ def available() -> list[str]:
 
 
 def _import_attr(target: str, spec: str) -> Any:
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        raise UnknownRewardError(f"bad reward spec {spec!r}: expected 'package.module:attr'")
     try:
-        obj = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            raise UnknownRewardError(
-                f"reward spec {spec!r}: no module named {exc.name!r} (is it installed, or on sys.path / "
-                f"PYTHONPATH?). {_FORMS}. Available names: {', '.join(available())}") from exc
-        raise ImportError(f"reward spec {spec!r}: importing {module_name!r} failed: {exc}") from exc
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError as exc:
-            raise UnknownRewardError(f"reward spec {spec!r}: module {module_name!r} has no attribute {attr!r}") from exc
-    return obj
+        return import_attr(target)
+    except BadSpecError as exc:
+        raise UnknownRewardError(f"bad reward spec {spec!r}: expected 'package.module:attr'") from exc
+    except SpecModuleNotFoundError as exc:
+        raise UnknownRewardError(
+            f"reward spec {spec!r}: no module named {exc.name!r} (is it installed, or on sys.path / "
+            f"PYTHONPATH?). {_FORMS}. Available names: {', '.join(available())}") from exc
+    except SpecAttributeError as exc:
+        raise UnknownRewardError(f"reward spec {spec!r}: module {exc.module!r} has no attribute {exc.attr!r}") from exc
+    except SpecImportError as exc:
+        raise ImportError(f"reward spec {spec!r}: importing {exc.module!r} failed: {exc.__cause__}") from exc
 
 
 def _resolve(spec: str) -> tuple[Any, str | None]:

@@ -78,7 +78,7 @@ def test_write_jsonl_is_atomic_and_round_trips(tmp_path):
     out = tmp_path / "copy.jsonl"
     write_jsonl(out, (d.to_json() for d in dialogues))
     assert [d.id for d in load_dialogues(out)] == [d.id for d in dialogues]
-    assert list(tmp_path.glob("*.tmp")) == []
+    assert list(tmp_path.glob(".*")) == []  # no temporary file left
 
     def broken():
         yield dialogues[0].to_json()
@@ -87,7 +87,7 @@ def test_write_jsonl_is_atomic_and_round_trips(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_jsonl(out, broken())
     assert len(load_dialogues(out)) == len(dialogues)  # the old file is intact
-    assert list(tmp_path.glob("*.tmp")) == []
+    assert list(tmp_path.glob(".*")) == []  # no temporary file left
 
 
 # ------------------------------------------------------------------------------------------ shipped data

@@ -11,6 +11,7 @@ import torch
 
 import agents.evaluate as ev
 import agents.evaluator as evaluator
+from dialogue_env.kvcache import position_ids
 from dialogue_env.models import load_policy, tiny_model, tiny_tokenizer
 
 SUMMARY_FIELDS = (
@@ -204,7 +205,7 @@ def test_reply_logprobs_keeps_only_reply_logits_and_matches_the_full_forward(tin
     assert fast.shape == (B, T)
     assert shapes == [(B, T, lm.config.vocab_size)]  # no context logits materialised
     ids, mask = rollout.sequence()
-    pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+    pos = position_ids(mask)
     with torch.no_grad():
         full = lm(input_ids=ids, attention_mask=mask.long(), position_ids=pos).logits  # (B, Lq+T-1, V)
     Lq = rollout.query_ids.shape[1]

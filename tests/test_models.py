@@ -57,7 +57,7 @@ def test_dtype_names():
 def test_smollm2_loads_from_cache_and_writes_it_atomically():
     cache = models.ensure_smollm2_cache()
     assert (cache / "model.safetensors").is_file()
-    assert not list(cache.parent.glob(cache.name + ".tmp-*"))
+    assert not list(cache.parent.glob(f".{cache.name}.*"))  # no temporary directory left
     model, tok = load_policy("smollm2-135m")
     assert model.config.vocab_size == len(tok) == 49152
     assert tok.eos_token == "<|im_end|>"

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-import agents.ppo.functional as F
+import agents.ppo.functional as ppo_f
 import rewards
 from agents.collect import collect
 from agents.ppo.config import PPOConfig
@@ -79,8 +79,8 @@ def test_rollout_trunk_states_give_the_sampling_log_probs():
         full = lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask)).logits[:, Lq - 1:]
         logits, _ = policy.policy_head(ro.trunk_states, mask, keep_from=Lq - 1)
     m = ro.response_mask.bool()
-    a = F.logprobs_from_logits(full, ro.response_ids)[m]
-    b = F.logprobs_from_logits(logits, ro.response_ids)[m]
+    a = ppo_f.logprobs_from_logits(full, ro.response_ids)[m]
+    b = ppo_f.logprobs_from_logits(logits, ro.response_ids)[m]
     torch.testing.assert_close(a, b, rtol=0, atol=1e-4)
     assert len(ro.responses) == 3 and all(isinstance(r, str) for r in ro.responses)
 
@@ -142,7 +142,7 @@ def test_two_iterations_train_write_checkpoints_and_change_parameters(tmp_path):
     p1 = trained.model.layers[top].mlp.up_proj.weight
     assert not torch.equal(p0, p1)
     torch.testing.assert_close(lm0.model.layers[0].mlp.up_proj.weight, trained.model.layers[0].mlp.up_proj.weight)
-    assert not list((tmp_path / "checkpoints").glob(".tmp-*"))
+    assert not list((tmp_path / "checkpoints").glob(".*"))  # no temporary or replaced checkpoint left
 
 
 def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
@@ -189,13 +189,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
 def _learning_run(tmp_path, monkeypatch=None, broken=False):
     if broken:  # a PPO that climbs the wrong way: negated advantages
-        real_gae = F.gae
+        real_gae = ppo_f.gae
 
         def negated(*args, **kwargs):
             adv, ret = real_gae(*args, **kwargs)
             return -adv, ret
 
-        monkeypatch.setattr(F, "gae", negated)
+        monkeypatch.setattr(ppo_f, "gae", negated)
     cfg = _cfg(num_envs=16, total_iterations=12, update_epochs=4, learning_rate=1e-2, num_layers_unfrozen=-1,
                train_lm_head=True, kl_coef=0.0, checkpoint_every=0)
     history = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)["history"]

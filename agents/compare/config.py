@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from rewards.utils import ConfigBase
 
 DEFAULT_AGENTS = ("ppo", "sb3-ppo", "sb3-a2c", "sb3-dqn", "reference", "reference-greedy", "random")
 OBSERVATION_KINDS = ("features", "topk", "tokens")
@@ -15,8 +14,11 @@ COMPONENTS_PNG_SIZE = (1000, 450)  # pixels of components.png
 
 
 @dataclass
-class CompareConfig:
+class CompareConfig(ConfigBase):
     """Settings of ``dialogue-rl compare`` (YAML keys = field names; command-line flags override them)."""
+
+    config_label = "compare setting"  # unknown keys: "unknown compare setting(s) [...]"
+    config_examples = "the presets compare and compare_tiny"
 
     model: str = "smollm2-135m"
     """Policy / reference model: smollm2-135m, tiny-random, a hub id or a local path."""
@@ -85,27 +87,6 @@ class CompareConfig:
         if unknown:
             raise ValueError(f"sb3: unknown algorithm(s) {sorted(unknown)}; use ppo, a2c, dqn")
         return self
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> CompareConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown compare setting(s) {unknown}; valid: {sorted(names)}")
-        return cls(**dict(data)).validate()
-
-    @classmethod
-    def from_yaml(cls, path, **overrides) -> CompareConfig:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (see configs/compare.yaml)")
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of compare settings at the top level")
-        data.update(overrides)
-        return cls.from_dict(data)
 
     def env_kwargs(self, split: str) -> dict:
         return {"model": self.model, "dataset": self.dataset, "split": split, "reward": self.reward,

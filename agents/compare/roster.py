@@ -46,17 +46,17 @@ def _load_spec(spec: str) -> Any:
     if ":" not in spec:
         raise ValueError(f"unknown agent {spec!r}: use a built-in ({', '.join(BUILTIN_AGENTS)}), "
                          f"name=package.module:attr (an object with predict) or name=path/to/model.zip")
-    import importlib
+    from rewards.utils import BadSpecError, SpecAttributeError, SpecImportError, import_attr
 
-    module_name, _, attr = spec.partition(":")
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"agent {spec!r}: cannot import module {module_name!r} ({err})") from err
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"agent {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        obj: Any = import_attr(spec)
+    except SpecAttributeError as err:
+        raise ValueError(f"agent {spec!r}: module {err.module!r} has no attribute {err.attr!r}") from err
+    except SpecImportError as err:
+        raise ValueError(f"agent {spec!r}: cannot import module {err.module!r} ({err.__cause__})") from err
+    except BadSpecError as err:
+        raise ValueError(f"agent {spec!r}: {err}") from err
+    attr = spec.partition(":")[2]
     if isinstance(obj, type) or (not hasattr(obj, "predict") and callable(obj)):
         try:
             obj = obj()  # a class or a factory: build the agent with no arguments
@@ -128,9 +128,7 @@ def _ppo_config(cfg: CompareConfig, seed: int):
         path = resolve_config(name)
     except FileNotFoundError as err:
         raise FileNotFoundError(f"ppo_config: {err}") from None
-    import yaml
-
-    data: dict = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = PPOConfig.read_yaml(path)
     data.update({"model": cfg.model, "dataset": cfg.dataset, "reward": cfg.reward, "seed": seed,
                  "max_new_tokens": cfg.max_new_tokens, "max_context_tokens": cfg.max_context_tokens,
                  "temperature": cfg.temperature, "device": cfg.device, "time_limit_s": cfg.budget_seconds,

@@ -3,14 +3,18 @@ language-model ones. Load from YAML with ``PPOConfig.from_yaml(path, **overrides
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
+
+from rewards.utils import ConfigBase, parse_overrides
+
+__all__ = ["PPOConfig", "parse_overrides"]
 
 
 @dataclass
-class PPOConfig:
+class PPOConfig(ConfigBase):
+    config_label = "PPO config field"  # unknown keys: "unknown PPO config field(s) [...]"
+
     # ---------------------------------------------------------------------------------------- task and model
     model: str = "smollm2-135m"
     """Policy to start from (and the frozen reference): smollm2-135m, tiny-random, a hub id or a local path."""
@@ -148,55 +152,3 @@ class PPOConfig:
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature} must be > 0")
         return self
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> PPOConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown PPO config field(s) {unknown}; valid fields: {sorted(names)}")
-        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
-        data = {k: _coerce_number(k, v, types[k]) for k, v in data.items()}
-        return cls(**data).validate()
-
-    @classmethod
-    def from_yaml(cls, path, **overrides) -> PPOConfig:
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (see configs/ for examples)")
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of PPOConfig fields at the top level")
-        data.update(overrides)
-        return cls.from_dict(data)
-
-
-def _coerce_number(name: str, value: Any, annotation: str) -> Any:
-    """YAML 1.1 reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type, or say why not."""
-    if not isinstance(value, str) or not any(t in annotation.split(" | ") for t in ("float", "int")):
-        return value
-    if value.strip().lower() in ("none", "null", "~") and "None" in annotation:
-        return None
-    try:
-        return int(value) if annotation.split(" | ")[0] == "int" else float(value)
-    except ValueError:
-        raise ValueError(f"config field {name}={value!r} is not a number ({annotation} expected)") from None
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["learning_rate=3e-5", "num_envs=8"]`` -> ``{"learning_rate": 3e-05, "num_envs": 8}`` (YAML scalars)."""
-    import yaml
-
-    out = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"override {pair!r} must look like field=value")
-        key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
-    return out

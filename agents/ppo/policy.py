@@ -26,10 +26,9 @@ import copy
 import torch
 from torch import nn
 
+from dialogue_env.kvcache import position_ids
 
-def position_ids_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """Positions for a left-padded batch: 0 at each row's first real token. ``mask`` (B, S) -> (B, S) long."""
-    return (mask.long().cumsum(-1) - 1).clamp(min=0)
+position_ids_from_mask = position_ids  # the name this module used to define (callers and tests import it)
 
 
 def attention_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -146,7 +145,7 @@ class PolicyWithValue(nn.Module):
     def _top(self, h, mask, layers, norm, keep_from: int = 0):
         """Run decoder ``layers`` then ``norm`` on ``h`` (B, S, H) with padding ``mask`` (B, S); return positions
         ``keep_from:`` (B, S - keep_from, H). The last layer computes only those positions when it can."""
-        pos = position_ids_from_mask(mask)  # (B, S)
+        pos = position_ids(mask)  # (B, S)
         bias = attention_bias(mask, h.dtype)  # (B, 1, S, S)
         rope = self.inner.rotary_emb(h, position_ids=pos)
         last = len(layers) - 1
@@ -163,7 +162,7 @@ class PolicyWithValue(nn.Module):
             h = self.inner.embed_tokens(input_ids)
             if self.split == 0:
                 return h
-            pos = position_ids_from_mask(mask)
+            pos = position_ids(mask)
             bias = attention_bias(mask, h.dtype)
             rope = self.inner.rotary_emb(h, position_ids=pos)
             for layer in self.inner.layers[: self.split]:

@@ -14,10 +14,8 @@ One iteration:
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,11 +27,12 @@ import dialogue_env  # noqa: F401  (registers the envs)
 from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
 from agents.evaluator import apply_ethics, evaluate_actor, summarize
-from agents.ppo import functional as F
+from agents.ppo import functional as ppo_f
 from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
 from agents.ppo.policy import PolicyWithValue
 from dialogue_env.models import load_policy
+from rewards.utils import atomic_directory, atomic_write_text
 
 CHECKPOINT_GLOB = "iter-*"
 
@@ -67,11 +66,11 @@ def response_logprobs(policy: PolicyWithValue, ro: Rollout, temperature: float, 
     Lq = ro.query_ids.shape[1]
     with torch.no_grad():
         logits, values = policy.policy_head(ro.trunk_states, mask, keep_from=Lq - 1)  # (B, T, V), (B, T)
-        logp = F.logprobs_from_logits(logits.float() / temperature, ro.response_ids)
+        logp = ppo_f.logprobs_from_logits(logits.float() / temperature, ro.response_ids)
         ref_logp = None
         if with_ref:
             ref_logits = policy.reference_logits(ro.trunk_states, mask, keep_from=Lq - 1)
-            ref_logp = F.logprobs_from_logits(ref_logits.float() / temperature, ro.response_ids)
+            ref_logp = ppo_f.logprobs_from_logits(ref_logits.float() / temperature, ro.response_ids)
     return logp, values.float(), ref_logp
 
 
@@ -149,8 +148,8 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter-{iteration:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-iter-{iteration:06d}-", dir=root))
-    try:
+    # re-running the same iteration after a resume replaces the old one
+    with atomic_directory(final) as tmp:
         policy.merged_lm().save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         torch.save({
@@ -168,12 +167,6 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
         meta = {"format": "dialogue-rl-ppo-checkpoint", "version": 1, "iteration": iteration,
                 "base_model": cfg.model, "config": cfg.to_dict(), "progress": progress}
         (tmp / "dialogue_rl.json").write_text(json.dumps(meta, indent=2, default=str))
-        if final.exists():  # re-running the same iteration after a resume: replace the old one
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -272,7 +265,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             summaries["before"] = json.loads(before_path.read_text())
         log(f"[dialogue-rl] resumed from {ckpt} at iteration {progress['iteration']}")
     logger = Logger(cfg, out)
-    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2, default=str))
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
 
     # ---- evaluation of the untrained policy on the final split (the "before" column)
     final_env = None
@@ -316,16 +309,16 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
             # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
             #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
-            kl = F.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
+            kl = ppo_f.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
             scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
             if cfg.score_baseline == "group":  # s_i - mean of the other samples of the same dialogue
-                scores = F.leave_one_out_baseline(scores, n_samples)
-            token_r = F.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
+                scores = ppo_f.leave_one_out_baseline(scores, n_samples)
+            token_r = ppo_f.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
             if cfg.whiten_rewards:
-                token_r = F.masked_whiten(token_r, mask, shift_mean=False)
-            advantages, returns = F.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
+                token_r = ppo_f.masked_whiten(token_r, mask, shift_mean=False)
+            advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
             if cfg.norm_adv:
-                advantages = F.masked_whiten(advantages, mask)
+                advantages = ppo_f.masked_whiten(advantages, mask)
 
             # 4. PPO epochs over minibatches of replies; only the top layers run
             policy.train()
@@ -337,10 +330,10 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
                     mb = order[start:start + T_mb]
                     logits, values = policy.policy_head(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
                     logits = logits.float() / cfg.temperature  # (b, T, V)
-                    logp = F.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
-                    entropy = F.masked_mean(F.entropy_from_logits(logits), mask[mb])
-                    pg_loss, pstats = F.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
-                    v_loss, vstats = F.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
+                    logp = ppo_f.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
+                    entropy = ppo_f.masked_mean(ppo_f.entropy_from_logits(logits), mask[mb])
+                    pg_loss, pstats = ppo_f.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
+                    v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
                                                   cfg.clip_coef if cfg.clip_vloss else None)
                     loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
                     optimizer.zero_grad(set_to_none=True)
@@ -359,7 +352,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
 
         # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
-        kl_per_reply = float(F.masked_sum(kl, mask, dim=1).mean())
+        kl_per_reply = float(ppo_f.masked_sum(kl, mask, dim=1).mean())
         kl_ctl.update(kl_per_reply, B)
         progress["iteration"] = iteration + 1
         progress["episodes"] += B
@@ -374,7 +367,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             "charts/mean_reply_tokens": float(ro.lengths.float().mean()),
             "rewards/total": float(ro.scores.mean()), "objective/kl": kl_per_reply,
             "objective/rlhf_reward": float(ro.scores.mean()) - kl_ctl.value * kl_per_reply,
-            "losses/explained_variance": F.explained_variance(old_values, returns, mask),
+            "losses/explained_variance": ppo_f.explained_variance(old_values, returns, mask),
         }
         scalars.update({f"rewards/{k}": float(np.mean(v)) for k, v in ro.components.items()})
         scalars.update({f"losses/{k}": float(np.mean(v)) for k, v in stats.items() if v})
@@ -407,7 +400,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         if summaries.get("before") and rows_before is None:  # resumed: the "before" rows are on disk
             rows_before = _read_jsonl(out / "eval_before.jsonl")
         report = _report(cfg, summaries, rows_before or [], rows_after, progress)
-        (out / "report.md").write_text(report)
+        atomic_write_text(out / "report.md", report)
         log(report)
     logger.close()
     return {"summaries": summaries, "progress": progress, "history": history, "evals": evals,

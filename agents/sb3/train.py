@@ -17,10 +17,7 @@ Episode rewards seen during training (from ``VecMonitor``) are recorded against 
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +29,8 @@ from stable_baselines3 import A2C, DQN, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.vec_env import VecMonitor
+
+from rewards.utils import atomic_path, atomic_write_text, import_attr
 
 from .policies import TopKFeaturesExtractor
 from .vec_env import GymVectorToSB3
@@ -61,22 +60,12 @@ def default_policy_kwargs(observation: str, k: int) -> dict:
     return {"net_arch": [64, 64]}
 
 
-def _import(spec: str):
-    module, _, attr = spec.partition(":")
-    if not attr:
-        raise ValueError(f"{spec!r} must look like 'package.module:attr'")
-    obj = importlib.import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _resolve_policy_kwargs(kwargs: dict) -> dict:
     """``"module:attr"`` strings for classes and functions (e.g. from YAML) -> the objects."""
     out = dict(kwargs)
     for key, value in kwargs.items():
         if isinstance(value, str) and (key.endswith("_class") or key.endswith("_fn")):
-            out[key] = _import(value)
+            out[key] = import_attr(value)
     return out
 
 
@@ -172,19 +161,9 @@ def save_sb3(model: BaseAlgorithm, path, meta: dict) -> Path:
     if path.suffix != ".zip":
         raise ValueError(f"{path}: an SB3 model path must end in .zip")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".zip", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # the temporary ends in .zip too (SB3 would add .zip to a name without it)
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    meta_path = path.with_suffix(".json")
-    fd, tmp = tempfile.mkstemp(prefix=f".{meta_path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=2, default=str)
-    os.replace(tmp, meta_path)
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=str))
     return path
 
 
