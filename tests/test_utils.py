@@ -276,6 +276,6 @@ def test_the_configs_keep_their_own_wording():
         CompareConfig.from_dict({"budget": 10})
     with pytest.raises(FileNotFoundError, match=r"\(see configs/ for examples\)"):
         PPOConfig.from_yaml("no/such.yaml")
-    with pytest.raises(FileNotFoundError, match=r"\(see configs/compare\.yaml\)"):
+    with pytest.raises(FileNotFoundError, match=r"\(see the presets compare and compare_tiny\)"):
         CompareConfig.from_yaml("no/such.yaml")
     assert CompareConfig.from_dict({"budget_steps": "1024", "budget_seconds": "1e2"}).budget_seconds == 100.0

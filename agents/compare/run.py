@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rewards.utils import atomic_write_text as _write
+
 from .config import CompareConfig
 from .evaluation import _Evaluator
-from .report import _json_default, _write, csv_text, markdown_table, plot_components, plot_curves, summarize_agent
+from .report import _json_default, csv_text, markdown_table, plot_components, plot_curves, summarize_agent
 from .roster import BUILTINS, observation_kind, resolve_agents
 
 
