@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train(args: argparse.Namespace) -> int:
     from rewards.jsonl import DatasetError
-    from rewards.learned import RewardModelError, check_out_dir, save_reward_model, train_reward_model
+    from rewards.learned import RewardModelError, check_out_dir, save_reward_model
+    from rewards.learned_train import train_reward_model
 
     t0 = time.time()
     try:

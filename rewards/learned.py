@@ -24,7 +24,7 @@ A trained model is a directory::
                           loaded from its own source (the bundled all-MiniLM-L6-v2 for "minilm")
 
 written atomically. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`agents.reward_model`) or
-:func:`train_reward_model` + :func:`save_reward_model`; use it as a reward with
+:func:`rewards.learned_train.train_reward_model` + :func:`save_reward_model`; use it as a reward with
 ``rewards.make("learned", path=DIR)`` or ``reward={"learned": {"weight": 1.0, "path": DIR}, "ethics": 1.0}``.
 """
 
@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -59,16 +57,12 @@ __all__ = [
     "RewardModelConfig",
     "RewardModelError",
     "TextEncoder",
-    "accuracy_by_kind",
-    "bradley_terry_loss",
     "check_out_dir",
     "clear_cache",
     "data_hash",
     "format_context",
     "load_reward_model",
-    "pairwise_accuracy",
     "save_reward_model",
-    "train_reward_model",
 ]
 
 FORMAT = "dialogue-rl-reward-model"
@@ -84,37 +78,7 @@ class RewardModelError(ValueError):
     and the fix."""
 
 
-# ------------------------------------------------------------------------------------------------ the maths
-def bradley_terry_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
-    """``-mean log sigmoid(s_chosen - s_rejected)`` over pairs; ``chosen``, ``rejected``: ``(N,)`` scores.
-
-    ``logsigmoid`` is the numerically stable ``-softplus(-(s_c - s_r))``: no overflow for large margins."""
-    return -nn.functional.logsigmoid(chosen - rejected).mean()
-
-
-def pairwise_accuracy(chosen: Any, rejected: Any) -> float:
-    """Fraction of pairs with ``s_chosen > s_rejected`` (ties count as wrong); NaN for no pairs."""
-    c = np.asarray(chosen, dtype=np.float64).reshape(-1)
-    r = np.asarray(rejected, dtype=np.float64).reshape(-1)
-    if c.shape != r.shape:
-        raise ValueError(f"pairwise_accuracy: {c.shape[0]} chosen scores for {r.shape[0]} rejected scores")
-    return float(np.mean(c > r)) if c.size else math.nan
-
-
-def accuracy_by_kind(kinds: Sequence[str | None], chosen: Any, rejected: Any) -> dict[str, dict[str, float]]:
-    """``{kind: {"accuracy": a, "n": n, "correct": k}}`` grouping pairs by ``kinds[i]`` (e.g. the preference
-    set's ``meta.rejected_kind``: rude, dismissive, off_topic, unsafe, vague, wrong_policy); pairs whose kind is
-    None are left out, and so the result is empty when no pair has a kind."""
-    c = np.asarray(chosen, dtype=np.float64).reshape(-1)
-    r = np.asarray(rejected, dtype=np.float64).reshape(-1)
-    out: dict[str, dict[str, float]] = {}
-    for kind in sorted({k for k in kinds if k is not None}):
-        idx = [i for i, k in enumerate(kinds) if k == kind]
-        correct = int(np.sum(c[idx] > r[idx]))
-        out[kind] = {"accuracy": correct / len(idx), "n": len(idx), "correct": correct}
-    return out
-
-
+# ------------------------------------------------------------------------------------------------ inputs
 def format_context(context: Context | str, turns: int = 3) -> str:
     """The text the model reads for a conversation: its last ``turns`` non-system messages, one per line as
     ``role: content`` (system prompts are skipped, so the env's system prompt and a preference file without
@@ -389,151 +353,6 @@ class RewardModel(nn.Module):
         if normalize:
             s = (s - self.config.score_mean) / max(self.config.score_std, 1e-8)
         return s
-
-
-# ------------------------------------------------------------------------------------------------ training
-def _texts_of(pairs: Sequence[Any], turns: int, index: dict[tuple[str, str], int]) -> np.ndarray:
-    """``(N, 3)`` indices (context, chosen, rejected) into ``index``, which maps (side, text) to a row."""
-    rows = []
-    for p in pairs:
-        keys = [("left", format_context(p.context, turns)), ("right", p.chosen), ("right", p.rejected)]
-        rows.append([index.setdefault(k, len(index)) for k in keys])
-    return np.asarray(rows, dtype=np.int64).reshape(-1, 3)
-
-
-def train_reward_model(train: Sequence[Any], test: Sequence[Any], *, backbone: str = "minilm", epochs: int = 10,
-                       batch_size: int = 32, lr: float = 1e-3, backbone_lr: float = 5e-5, weight_decay: float = 0.01,
-                       hidden: int = 256, dropout: float = 0.1, num_layers_unfrozen: int = 0, context_turns: int = 3,
-                       max_length: int = 256, seed: int = 0, device: str = "cpu", progress: bool = True,
-                       data_source: str = "", test_source: str = "") -> tuple[RewardModel, RewardModelConfig]:
-    """Fit a :class:`RewardModel` to preference pairs (``Preference``-like: ``context``, ``chosen``,
-    ``rejected``, ``meta``) with the Bradley–Terry loss; evaluate pairwise accuracy on ``test``.
-
-    1. Every distinct text (contexts, chosen and rejected replies, of both sets) goes through the frozen encoder
-       once: unit embeddings, or with ``num_layers_unfrozen=k`` the token states entering the top ``k`` layers.
-    2. ``epochs`` passes over the training pairs in shuffled minibatches of ``batch_size`` pairs; AdamW with
-       ``lr`` on the head and ``backbone_lr`` on the unfrozen layers.
-    3. Held-out accuracy and loss (overall and by ``meta["rejected_kind"]``), training accuracy, and the raw
-       score's mean and std over the training replies (for normalising the reward).
-
-    Returns the model (in eval mode, on ``device``) and its config with ``training`` and ``metrics`` filled in.
-    """
-    from tqdm.auto import tqdm
-
-    if len(train) < 1:
-        raise ValueError("train_reward_model: no training pairs")
-    if len(test) < 1:
-        raise ValueError("train_reward_model: no held-out pairs to measure accuracy on (pass test pairs)")
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs={epochs} and batch_size={batch_size} must be >= 1")
-    t0 = time.time()
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    encoder = TextEncoder(backbone, num_layers_unfrozen, max_length)
-    cfg = RewardModelConfig(backbone=backbone, num_layers_unfrozen=num_layers_unfrozen, context_turns=context_turns,
-                            max_length=max_length, hidden=hidden, dropout=dropout,
-                            embedding_dim=encoder.hidden_size)
-    model = RewardModel(cfg, encoder).to(device)
-    encoder.check_split()
-
-    # 1. encode every distinct text once: (U, D) embeddings when frozen, else (T_i, D) token states per text
-    index: dict[tuple[str, str], int] = {}
-    tr_idx, te_idx = _texts_of(train, context_turns, index), _texts_of(test, context_turns, index)
-    keys = list(index)
-    frozen = num_layers_unfrozen == 0
-    cached: list[Any] = [None] * len(keys)
-    bar = tqdm(total=len(keys), desc="embedding", unit="text", disable=not progress, dynamic_ncols=True)
-    for side in ("left", "right"):  # contexts (truncated from the left), then replies; batches of similar length
-        ids = sorted((i for i, k in enumerate(keys) if k[0] == side), key=lambda i: len(keys[i][1]))
-        for s in range(0, len(ids), 64):
-            group = ids[s:s + 64]
-            texts = [keys[i][1] for i in group]
-            if frozen:
-                with torch.no_grad():
-                    for i, e in zip(group, encoder(texts, side=side).float()):
-                        cached[i] = e
-            else:
-                for i, states in zip(group, encoder.trunk_states(texts, side=side)):
-                    cached[i] = states
-            bar.update(len(group))
-    bar.close()
-    t_embed = time.time() - t0
-    table = torch.stack(cached) if frozen else None  # (U, D)
-
-    def embed(ids: np.ndarray) -> tuple[torch.Tensor, dict[int, int]]:
-        uniq = list(dict.fromkeys(ids.reshape(-1).tolist()))
-        if frozen:
-            return table[uniq], {u: j for j, u in enumerate(uniq)}
-        return encoder.top([cached[u] for u in uniq]), {u: j for j, u in enumerate(uniq)}
-
-    def pair_scores(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        e, pos = embed(rows)  # (U_batch, D)
-        c = e[[pos[u] for u in rows[:, 0]]]
-        a = e[[pos[u] for u in rows[:, 1]]]
-        b = e[[pos[u] for u in rows[:, 2]]]
-        return model(c, a), model(c, b)  # (N,), (N,)
-
-    @torch.no_grad()
-    def evaluate(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model.eval()
-        out_a, out_b = [], []
-        for s in range(0, len(rows), 64):
-            a, b = pair_scores(rows[s:s + 64])
-            out_a.append(a.double().cpu())
-            out_b.append(b.double().cpu())
-        return torch.cat(out_a).numpy(), torch.cat(out_b).numpy()
-
-    # 2. Bradley-Terry training
-    groups = [{"params": list(model.head.parameters()), "lr": lr}]
-    top_params = [p for layer in encoder.top_layers for p in layer.parameters()]
-    if top_params:
-        groups.append({"params": top_params, "lr": backbone_lr})
-    opt = torch.optim.AdamW(groups, weight_decay=weight_decay)
-    N = len(tr_idx)
-    bar = tqdm(range(epochs), desc="reward model", unit="epoch", disable=not progress, dynamic_ncols=True)
-    epoch_loss = math.nan
-    for _ in bar:
-        model.train()
-        for layer in encoder.top_layers:
-            layer.train()
-        perm = torch.randperm(N, generator=gen).numpy()
-        total = 0.0
-        for s in range(0, N, batch_size):
-            rows = tr_idx[perm[s:s + batch_size]]
-            a, b = pair_scores(rows)
-            loss = bradley_terry_loss(a, b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(rows)
-        epoch_loss = total / N
-        bar.set_postfix(loss=f"{epoch_loss:.4f}")
-    bar.close()
-    model.eval()
-
-    # 3. metrics and score statistics
-    tr_a, tr_b = evaluate(tr_idx)
-    te_a, te_b = evaluate(te_idx)
-    train_scores = np.concatenate([tr_a, tr_b])
-    cfg.score_mean = float(train_scores.mean())
-    cfg.score_std = float(train_scores.std()) or 1.0
-    kinds = [(p.meta or {}).get("rejected_kind") for p in test]
-    te_loss = float(bradley_terry_loss(torch.from_numpy(te_a), torch.from_numpy(te_b)))
-    correct = int(np.sum(te_a > te_b))
-    cfg.metrics = {
-        "accuracy": correct / len(test), "correct": correct, "n_test": len(test), "test_loss": te_loss,
-        "accuracy_by_kind": accuracy_by_kind(kinds, te_a, te_b),
-        "train_accuracy": pairwise_accuracy(tr_a, tr_b), "train_loss": float(bradley_terry_loss(
-            torch.from_numpy(tr_a), torch.from_numpy(tr_b))), "final_epoch_loss": epoch_loss,
-    }
-    cfg.training = {
-        "data": data_source, "data_sha256": data_hash(train), "n_train": len(train),
-        "test": test_source, "test_sha256": data_hash(test), "n_test": len(test),
-        "epochs": epochs, "batch_size": batch_size, "lr": lr, "backbone_lr": backbone_lr if top_params else None,
-        "weight_decay": weight_decay, "seed": seed, "device": str(device), "embedding_seconds": round(t_embed, 2),
-        "seconds": round(time.time() - t0, 2), "torch": torch.__version__,
-    }
-    return model, cfg
 
 
 # ------------------------------------------------------------------------------------------------ saving

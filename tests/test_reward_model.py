@@ -27,14 +27,11 @@ from rewards.learned import (
     RewardModelConfig,
     RewardModelError,
     TextEncoder,
-    accuracy_by_kind,
-    bradley_terry_loss,
     format_context,
     load_reward_model,
-    pairwise_accuracy,
     save_reward_model,
-    train_reward_model,
 )
+from rewards.learned_train import accuracy_by_kind, bradley_terry_loss, pairwise_accuracy, train_reward_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
