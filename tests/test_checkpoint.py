@@ -214,3 +214,18 @@ def test_latest_checkpoint_needs_the_model_and_its_metadata(run):
     (run / "checkpoints" / "iter-000002" / "model.safetensors").unlink()
     assert latest_checkpoint(run) == run / "checkpoints" / "iter-000001"
     assert Path(latest_checkpoint(run)).is_dir()
+
+
+def test_the_readme_reliability_section_names_tests_that_exist():
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Reliability", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b(test_\w+)`", section))
+    assert len(named) >= 12
+    defined = {m for path in (root / "tests").glob("test_*.py")
+               for m in re.findall(r"^def (test_\w+)", path.read_text(encoding="utf-8"), re.M)}
+    assert named <= defined, sorted(named - defined)
+    for field in RESUME_CHANGEABLE:  # the allowed list is the code's
+        assert f"`{field}`" in section, field
