@@ -190,7 +190,7 @@ def test_only_damaged_checkpoints_is_an_error_not_a_fresh_start(run):
 
 def test_stale_temporary_checkpoint_folders_are_removed_at_start(run):
     root = run / "checkpoints"
-    stale = [root / ".iter-000003.tmp-0123abcd", root / ".tmp-leftover"]
+    stale = [root / ".iter-000003.tmp-0123abcd", root / ".iter-000004.tmp-456789ab"]
     for path in stale:
         path.mkdir()
         (path / "model.safetensors").write_bytes(b"half")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from agents.ppo.config import RESUME_CHANGEABLE, PPOConfig
-from rewards.utils import atomic_directory, atomic_path, atomic_write_text
+from rewards.utils import atomic_directory, atomic_path, atomic_write_text, clear_interrupted_writes
 
 CHECKPOINT_GLOB = "iter-*"
 META = "dialogue_rl.json"
@@ -45,7 +44,6 @@ LEGACY_STATE = "trainer_state.pt"
 FORMAT = "dialogue-rl-ppo-checkpoint"
 VERSION = 2
 _NDARRAY_KINDS = "biuf"  # bool, signed / unsigned integer, float arrays only
-_TEMPORARY = re.compile(r"\.(?P<final>.+)\.(?P<kind>tmp|old)-[0-9a-f]{8}(\..*)?")  # rewards.utils' hidden names
 
 
 class ResumeError(ValueError):
@@ -263,23 +261,6 @@ def check_resume_config(saved: dict, cfg: PPOConfig, where: Path, log=print) -> 
 
 
 def remove_stale_temporaries(out: Path, log=print) -> None:
-    """Clear what a killed checkpoint write left in ``out/checkpoints``: temporary directories (``.NAME.tmp-*``,
-    ``.tmp-*``) are removed; a checkpoint moved aside to be replaced (``.NAME.old-*``) is put back when ``NAME``
-    is missing (the kill came between the two renames), else removed."""
-    root = Path(out) / "checkpoints"
-    if not root.is_dir():
-        return
-    for path in sorted(root.iterdir()):
-        match = _TEMPORARY.fullmatch(path.name)
-        if match is None and not path.name.startswith(".tmp-"):
-            continue
-        if match and match["kind"] == "old" and not (root / match["final"]).exists():
-            os.replace(path, root / match["final"])
-            log(f"[dialogue-rl] restored checkpoint {root / match['final']} from {path.name} (a replacement was "
-                f"interrupted)")
-            continue
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
-        log(f"[dialogue-rl] removed {path}, left by an interrupted checkpoint write")
+    """Clear what a killed checkpoint write left in ``out/checkpoints`` (``rewards.utils.clear_interrupted_writes``:
+    temporary ``.iter-NNNNNN.tmp-*`` folders are removed, a checkpoint moved aside to be replaced is put back)."""
+    clear_interrupted_writes(Path(out) / "checkpoints", lambda message: log(f"[dialogue-rl] {message}"))
