@@ -158,7 +158,7 @@ def test_resume_accepts_harmless_changes_and_continues_from_the_saved_iteration(
 
 
 @pytest.mark.parametrize("damage", ["truncated_json", "missing_state", "truncated_tensors", "missing_weights",
-                                    "truncated_weights"])
+                                    "truncated_weights", "foreign_state"])
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(run, damage):
     newest = run / "checkpoints" / "iter-000002"
     if damage == "truncated_json":
@@ -166,6 +166,8 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(run, damage)
         (newest / "dialogue_rl.json").write_text(text[: len(text) // 2])
     elif damage == "missing_state":
         (newest / STATE_JSON).unlink()
+    elif damage == "foreign_state":  # well-formed JSON of the right format, but not a trainer state
+        (newest / STATE_JSON).write_text(json.dumps({"format": "dialogue-rl-ppo-checkpoint", "version": 2, "state": []}))
     elif damage == "missing_weights":
         (newest / "model.safetensors").unlink()
     else:

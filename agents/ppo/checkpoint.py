@@ -228,7 +228,7 @@ def find_resume_checkpoint(out: Path, log=print) -> tuple[Path, dict, dict] | No
             meta, state = read_checkpoint(path)
         except ResumeError:
             raise
-        except (OSError, ValueError, TypeError) as err:
+        except (OSError, ValueError, TypeError, AttributeError) as err:  # a damaged or foreign file
             log(f"[dialogue-rl] --resume: checkpoint {path} is damaged ({type(err).__name__}: {err}); "
                 f"trying the previous one")
             damaged.append(path.name)
