@@ -33,7 +33,12 @@ def _cmd_train(args) -> int:
     else:
         cfg = PPOConfig.from_dict(overrides)
     out = args.out or str(Path("runs") / (Path(args.config).stem if args.config else "ppo"))
-    train(cfg, out, resume=args.resume, progress_bar=not args.no_progress)
+    from agents.ppo.checkpoint import ResumeError
+
+    try:
+        train(cfg, out, resume=args.resume, progress_bar=not args.no_progress)
+    except ResumeError as err:  # an old-format checkpoint or a changed config: the message says what and how
+        raise SystemExit(f"dialogue-rl train: {err}") from None
     print(f"[dialogue-rl] run directory: {out}")
     return 0
 
@@ -104,7 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", default=None, help="YAML of PPOConfig fields: a path (configs/demo.yaml) or a shipped "
                                                       "preset (demo, gpu, tiny)")
     train.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
-    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out (refused if a --set or "
+                                                                "the config changes a field that alters the run)")
     train.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override config fields")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)

@@ -90,7 +90,7 @@ def resolve_policy(policy, log=print) -> str:
     path = Path(text).expanduser()
     if path.is_dir():
         if (path / "checkpoints").is_dir():  # a run dir: its config.json is the run's config, not a model's
-            from agents.ppo.trainer import latest_checkpoint
+            from agents.ppo.checkpoint import latest_checkpoint
 
             ckpt = latest_checkpoint(path)
             if ckpt is None:

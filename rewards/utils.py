@@ -5,7 +5,8 @@
   :func:`atomic_directory` (directory-shaped outputs: checkpoints, model directories). Each writes to a temporary
   file or directory next to the final one, ``fsync``s it, then renames it into place with ``os.replace``; on any
   failure the temporary is removed and whatever was at the final path is left as it was. Temporaries are hidden
-  (``.NAME.tmp-XXXXXXXX[.suffix]``) and get the permissions an ordinary ``open`` / ``mkdir`` would give.
+  (``.NAME.tmp-XXXXXXXX[.suffix]``) and get the permissions an ordinary ``open`` / ``mkdir`` would give;
+  :func:`clear_interrupted_writes` removes the ones a killed process left behind.
 - :func:`import_attr`: ``"package.module:attr.sub"`` -> the object, with errors that name the spec and the fix.
 - :class:`ConfigBase`: ``from_dict`` / ``from_yaml`` / ``to_dict`` for configuration dataclasses, and
   :func:`parse_overrides` for ``--set field=value`` arguments.
@@ -17,6 +18,7 @@ import contextlib
 import dataclasses
 import importlib
 import os
+import re
 import secrets
 import shutil
 import types
@@ -35,6 +37,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "clear_interrupted_writes",
     "import_attr",
     "parse_overrides",
 ]
@@ -44,6 +47,9 @@ __all__ = [
 def _sibling(path: Path, tag: str, suffix: str = "") -> Path:
     """A hidden name next to ``path``: ``.{name}.{tag}-XXXXXXXX{suffix}``."""
     return path.parent / f".{path.name}.{tag}-{secrets.token_hex(4)}{suffix}"
+
+
+_SIBLING = re.compile(r"\.(?P<name>.+)\.(?P<tag>tmp|old)-[0-9a-f]{8}(\..*)?")  # what _sibling names
 
 
 def _create_sibling(path: Path, make, suffix: str = "") -> Path:
@@ -173,6 +179,32 @@ def atomic_directory(final: str | os.PathLike, replace: bool = True) -> Iterator
         if old is not None:
             _remove(old)
     _fsync_dir(final.parent)
+
+
+def clear_interrupted_writes(directory: str | os.PathLike, log=None) -> list[Path]:
+    """Clean up after atomic writes into ``directory`` that a killed process left unfinished: temporaries
+    (``.NAME.tmp-XXXXXXXX*``) are removed; an old ``NAME`` that :func:`atomic_directory` had moved aside to replace
+    (``.NAME.old-XXXXXXXX``) is renamed back when ``NAME`` is missing (the kill came between its two renames), else
+    removed. Only run it while nothing is writing there. ``log(message)`` hears of each; returns the paths handled."""
+    directory = Path(directory)
+    handled = []
+    for path in sorted(directory.iterdir()) if directory.is_dir() else []:
+        match = _SIBLING.fullmatch(path.name)
+        if match is None:
+            continue
+        final = directory / match["name"]
+        if match["tag"] == "old" and not (final.exists() or final.is_symlink()):
+            os.replace(path, final)
+            message = f"restored {final} from {path.name}, left by an interrupted replacement"
+        else:
+            _remove(path)
+            message = f"removed {path}, left by an interrupted write"
+        handled.append(path)
+        if log is not None:
+            log(message)
+    if handled:
+        _fsync_dir(directory)
+    return handled
 
 
 # ----------------------------------------------------------------------------------------------- import_attr

@@ -115,8 +115,12 @@ def test_user_agent_object_from_python_and_a_saved_sb3_zip(tmp_path):
     run = train_sb3("a2c", total_timesteps=32, env_kwargs=env_kwargs, hyperparams={"n_envs": 4}, out=tmp_path / "a2c",
                     progress=False)
     mine = FirstAction()
+    logs = []
     result = compare({"mine": mine, "saved": str(run.path), "reference-greedy": "reference-greedy"},
-                     out=tmp_path / "r", seeds=[3], budget_steps=64, progress=False, log=lambda *a: None, **TINY)
+                     out=tmp_path / "r", seeds=[3], budget_steps=64, progress=False, log=logs.append, **TINY)
+    # a .zip is a pickle: its loading is announced, naming the file
+    warning = f"loading {run.path}: only load .zip agents you trust: loading runs code from the file"
+    assert sum(warning in str(line) for line in logs) == 1
     assert mine.calls > 0
     s = result["summaries"]
     assert list(s) == ["mine", "saved", "reference-greedy"]

@@ -15,6 +15,7 @@ import torch
 import agents.ppo.functional as ppo_f
 import rewards
 from agents.collect import collect
+from agents.ppo.checkpoint import read_trainer_state
 from agents.ppo.config import PPOConfig
 from agents.ppo.policy import PolicyWithValue, position_ids_from_mask
 from agents.ppo.trainer import latest_checkpoint, train
@@ -152,8 +153,8 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path):
     train(_cfg(total_iterations=1), split, progress_bar=False, log=lambda *a: None)
     result = train(_cfg(total_iterations=2), split, resume=True, progress_bar=False, log=lambda *a: None)
     assert result["progress"]["iteration"] == 2 and len(result["history"]) == 1
-    a = torch.load(latest_checkpoint(straight) / "trainer_state.pt", weights_only=False)["trainable"]
-    b = torch.load(latest_checkpoint(split) / "trainer_state.pt", weights_only=False)["trainable"]
+    a = read_trainer_state(latest_checkpoint(straight))["trainable"]
+    b = read_trainer_state(latest_checkpoint(split))["trainable"]
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
@@ -216,7 +217,7 @@ def test_the_learning_test_fails_for_a_broken_ppo(tmp_path, monkeypatch):
 def test_lora_trains_only_adapters_and_saves_a_merged_policy(tmp_path):
     result = train(_cfg(total_iterations=1, lora_r=4, num_layers_unfrozen=1, learning_rate=1e-2), tmp_path,
                    progress_bar=False, log=lambda *a: None)
-    state = torch.load(Path(result["checkpoint"]) / "trainer_state.pt", weights_only=False)["trainable"]
+    state = read_trainer_state(result["checkpoint"])["trainable"]
     assert state and all("lora_" in k or k.startswith("value_head") for k in state)
     base, _ = load_policy("tiny-random")
     merged, _ = load_policy(result["checkpoint"])

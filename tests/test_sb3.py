@@ -62,11 +62,18 @@ def test_sb3_agent_learns_saves_and_reloads(algo, tmp_path):
     torch.testing.assert_close(torch.nn.utils.parameters_to_vector(loaded.policy.parameters()), after)
 
 
-def test_sb3_ppo_multiinput_on_dialogue_v0(tmp_path):
+def test_sb3_ppo_multiinput_on_dialogue_v0(tmp_path, capsys):
     run = train_sb3("ppo", total_timesteps=128, env_kwargs=ENV, observation="tokens", seed=0,
                     hyperparams=SMALL["ppo"], out=tmp_path, progress=False)
     assert run.model.action_space.n == 259  # the whole tiny vocabulary
+    capsys.readouterr()
     loaded = load_sb3(run.path)
+    # an SB3 .zip is a pickle: loading one prints a one-line warning naming the file
+    err = capsys.readouterr().err
+    assert err.strip() == (f"[dialogue-rl] warning: loading {run.path}: only load .zip agents you trust: loading runs "
+                           f"code from the file")
+    load_sb3(run.path, warn=None)
+    assert capsys.readouterr().err == ""
     env = gym.make("dialogue_env/Dialogue-v0", **{k: v for k, v in ENV.items() if k != "k"})
     obs, _ = env.reset(seed=0)
     assert loaded.predict(obs, deterministic=True)[0] == run.model.predict(obs, deterministic=True)[0]

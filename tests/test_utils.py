@@ -18,6 +18,7 @@ from rewards.utils import (
     atomic_path,
     atomic_write_bytes,
     atomic_write_text,
+    clear_interrupted_writes,
     import_attr,
     parse_overrides,
 )
@@ -140,6 +141,25 @@ def test_atomic_directory_without_replace_keeps_what_another_writer_finished_fir
         (final / "model.safetensors").write_text("theirs")
     assert (final / "model.safetensors").read_text() == "theirs"
     assert [p.name for p in tmp_path.iterdir()] == ["cache"]
+
+
+def test_clear_interrupted_writes_removes_temporaries_and_puts_back_a_moved_aside_original(tmp_path):
+    # what a process killed inside atomic_directory(tmp_path / "model") between its two renames leaves: the old
+    # directory moved aside, the complete new one under its temporary name, nothing at "model"
+    (tmp_path / ".model.old-0123abcd").mkdir()
+    (tmp_path / ".model.old-0123abcd" / "config.json").write_text("old")
+    (tmp_path / ".model.tmp-89abcdef").mkdir()
+    (tmp_path / "curves.png").write_text("done")
+    (tmp_path / ".curves.png.tmp-0123abcd.png").write_text("half")  # a killed atomic_path writer
+    (tmp_path / "cache").mkdir()
+    (tmp_path / ".cache.old-fedcba98").mkdir()  # "cache" exists: the moved-aside copy is stale
+    (tmp_path / ".notes").write_text("not a temporary")
+    logs = []
+    handled = clear_interrupted_writes(tmp_path, logs.append)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes", "cache", "curves.png", "model"]
+    assert (tmp_path / "model" / "config.json").read_text() == "old"
+    assert len(handled) == len(logs) == 4 and sum("restored" in line for line in logs) == 1
+    assert clear_interrupted_writes(tmp_path / "missing") == []
 
 
 def test_no_hand_written_atomic_write_is_left_in_the_packages():

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "compare_tiny)")
     p.add_argument("--agents", default=None,
                    help="comma-separated: built-ins (" + ",".join(BUILTIN_AGENTS) + "), name=package.module:attr "
-                        "(an object with SB3's predict) or name=path/to/model.zip; default: "
+                        "(an object with SB3's predict) or name=path/to/model.zip (an SB3 .zip is a pickle: loading "
+                        "it runs code from the file, so only pass .zip agents you trust); default: "
                         + ",".join(DEFAULT_AGENTS))
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2)")
     p.add_argument("--model", default=None, help="smollm2-135m (default), tiny-random, a hub id or a path")

@@ -23,7 +23,8 @@ class CompareConfig(ConfigBase):
     model: str = "smollm2-135m"
     """Policy / reference model: smollm2-135m, tiny-random, a hub id or a local path."""
     agents: list = field(default_factory=lambda: list(DEFAULT_AGENTS))
-    """Agents to compare: built-in names, ``name=module:attr`` or ``name=path.zip`` specs."""
+    """Agents to compare: built-in names, ``name=module:attr`` or ``name=path.zip`` specs. An SB3 ``.zip`` is a
+    pickle: loading it runs code from the file, so only name ``.zip`` agents you trust (a warning is printed)."""
     seeds: list = field(default_factory=lambda: [0, 1, 2])
     """Training seeds: each trainable agent is trained once per seed, and every agent evaluated once per seed."""
     budget_steps: int = 16384

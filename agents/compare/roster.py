@@ -1,5 +1,5 @@
 """Who competes: the built-in agents as a table of name -> :class:`AgentSpec`, and user agents (objects with SB3's
-``predict``, ``module:attr`` specs, SB3 ``.zip`` files). A trainable spec trains with the comparison's budget and
+``predict``, ``module:attr`` specs, SB3 ``.zip`` files: pickles, trusted code, loaded with a warning). A trainable spec trains with the comparison's budget and
 returns its actor; an untrained one builds it. An actor that is a ``torch.nn.Module`` is a language model and writes
 on ``Dialogue-v0``; any other actor is a predict agent and is evaluated on the env its observations come from."""
 
@@ -36,13 +36,13 @@ class _Agent:
     obj: Any = None
 
 
-def _load_spec(spec: str) -> Any:
+def _load_spec(spec: str, log=print) -> Any:
     """``module:attr`` -> the object (a class or factory without ``predict`` is called with no arguments);
-    ``path.zip`` -> the SB3 model."""
+    ``path.zip`` -> the SB3 model (a pickle: loading it runs code from the file, so ``log`` gets a warning)."""
     if spec.endswith(".zip"):
         from agents.sb3 import load_sb3
 
-        return load_sb3(spec)
+        return load_sb3(spec, warn=log)
     if ":" not in spec:
         raise ValueError(f"unknown agent {spec!r}: use a built-in ({', '.join(BUILTIN_AGENTS)}), "
                          f"name=package.module:attr (an object with predict) or name=path/to/model.zip")
@@ -69,8 +69,9 @@ def _load_spec(spec: str) -> Any:
     return obj
 
 
-def resolve_agents(agents) -> list[_Agent]:
-    """Agent specs (a comma string, a list of specs, or a dict name -> spec / object) -> agents."""
+def resolve_agents(agents, log=print) -> list[_Agent]:
+    """Agent specs (a comma string, a list of specs, or a dict name -> spec / object) -> agents. ``log`` gets the
+    warning printed for each SB3 ``.zip`` loaded (a pickle: only load ones you trust)."""
     if isinstance(agents, str):
         agents = [a.strip() for a in agents.split(",") if a.strip()]
     items: list[tuple[str, Any]] = []
@@ -93,7 +94,7 @@ def resolve_agents(agents) -> list[_Agent]:
         if isinstance(value, str) and value in BUILTIN_AGENTS:
             out.append(_Agent(name, value))
         elif isinstance(value, str):
-            out.append(_Agent(name, None, _load_spec(value)))
+            out.append(_Agent(name, None, _load_spec(value, log)))
         elif hasattr(value, "predict"):
             out.append(_Agent(name, None, value))
         else:

@@ -42,7 +42,7 @@ def compare(agents=None, *, out, config: CompareConfig | Mapping | str | None = 
         cfg = CompareConfig.from_dict({**dataclasses.asdict(config), **settings})
     else:
         cfg = CompareConfig.from_dict({**(config or {}), **settings})
-    entries = resolve_agents(agents if agents is not None else cfg.agents)
+    entries = resolve_agents(agents if agents is not None else cfg.agents, log=log)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     from tqdm.auto import tqdm

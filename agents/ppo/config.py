@@ -1,5 +1,12 @@
 """PPO configuration: one dataclass, one docstring per field. CleanRL names for the RL knobs, TRL names for the
-language-model ones. Load from YAML with ``PPOConfig.from_yaml(path, **overrides)``."""
+language-model ones. Load from YAML with ``PPOConfig.from_yaml(path, **overrides)``.
+
+``--resume`` continues a run only with the config it was started with, except for the fields in
+:data:`RESUME_CHANGEABLE` (their docs say "may change on --resume"): the length and budget of the run, logging,
+checkpointing, the periodic evaluations, the device and the free-form notes. Every other field changes what the run
+learns, the shapes of its saved state, or what the saved "before" evaluation is compared with, so a resume that
+changes one is refused (``agents.ppo.checkpoint.check_resume_config``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,13 @@ from typing import Any
 
 from rewards.utils import ConfigBase, parse_overrides
 
-__all__ = ["PPOConfig", "parse_overrides"]
+__all__ = ["RESUME_CHANGEABLE", "PPOConfig", "parse_overrides"]
+
+RESUME_CHANGEABLE = frozenset({
+    "total_iterations", "time_limit_s", "device", "eval_every", "eval_split", "eval_batch_size", "checkpoint_every",
+    "logger", "wandb_project", "examples", "extra",
+})
+"""PPOConfig fields a ``--resume`` may change; any other changed field is refused."""
 
 
 @dataclass
@@ -31,7 +44,8 @@ class PPOConfig(ConfigBase):
     seed: int = 0
     """Seeds torch, the env's dialogue draws and the sampler. Same seed -> same run on CPU."""
     device: str = "cpu"
-    """cpu or cuda; the env, the models and the reward live there."""
+    """cpu or cuda; the env, the models and the reward live there. May change on --resume (the run continues on the
+    new device, though not bit for bit as it would have on the old one)."""
     dtype: str = "auto"
     """auto: float32 weights, with bfloat16 autocast on CUDA; float32: no autocast; bfloat16: bf16 weights."""
 
@@ -46,10 +60,10 @@ class PPOConfig(ConfigBase):
     (leave-one-out, as in RLOO) before GAE. Needs samples_per_context >= 2. Removes the between-dialogue part of the
     reward's variance, which the value head only learns slowly."""
     total_iterations: int = 30
-    """PPO iterations (rollout + update)."""
+    """PPO iterations (rollout + update). May change on --resume."""
     time_limit_s: float | None = None
     """Wall-clock budget of the whole run, evaluations included: training stops when one more iteration plus the
-    final evaluation (timed by the first one) would exceed it. None = no limit."""
+    final evaluation (timed by the first one) would exceed it. None = no limit. May change on --resume."""
     temperature: float = 0.7
     """Sampling temperature; the policy being optimised is softmax(logits / temperature)."""
 
@@ -106,27 +120,28 @@ class PPOConfig(ConfigBase):
 
     # ------------------------------------------------------------------------------ evaluation and logging
     eval_every: int = 0
-    """Evaluate on eval_split every N iterations (0 = only before and after training)."""
+    """Evaluate on eval_split every N iterations (0 = only before and after training). May change on --resume."""
     eval_split: str = "validation"
-    """Split of the periodic evaluations."""
+    """Split of the periodic evaluations. May change on --resume."""
     eval_limit: int | None = None
-    """Evaluate on the first N dialogues of a split (None = all)."""
+    """Evaluate on the first N dialogues of a split (None = all). Fixed on --resume (the final evaluation must
+    match the saved "before" one)."""
     eval_batch_size: int = 25
-    """Dialogues generated at once during evaluation."""
+    """Dialogues generated at once during evaluation. May change on --resume."""
     eval_greedy: bool = False
-    """Evaluate with greedy decoding instead of sampling at `temperature`."""
+    """Evaluate with greedy decoding instead of sampling at `temperature`. Fixed on --resume (as eval_limit)."""
     final_split: str = "test"
-    """Split of the before/after table."""
+    """Split of the before/after table. Fixed on --resume (as eval_limit)."""
     checkpoint_every: int = 10
-    """Write a checkpoint every N iterations (and always at the end)."""
+    """Write a checkpoint every N iterations (and always at the end). May change on --resume."""
     logger: str = "tensorboard"
-    """tensorboard, wandb or none."""
+    """tensorboard, wandb or none. May change on --resume."""
     wandb_project: str = "dialogue-rl"
-    """Weights & Biases project when logger = wandb."""
+    """Weights & Biases project when logger = wandb. May change on --resume."""
     examples: int = 4
-    """Example replies shown before/after."""
+    """Example replies shown before/after. May change on --resume."""
     extra: dict = field(default_factory=dict)
-    """Free-form notes stored with the run."""
+    """Free-form notes stored with the run. May change on --resume."""
 
     # --------------------------------------------------------------------------------------------- derived
     @property

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import time
 from pathlib import Path
 
@@ -28,13 +27,21 @@ from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
 from agents.evaluator import apply_ethics, evaluate_actor, summarize
 from agents.ppo import functional as ppo_f
+from agents.ppo.checkpoint import (
+    check_resume_config,
+    find_resume_checkpoint,
+    latest_checkpoint,
+    remove_stale_temporaries,
+    restore_state,
+    save_checkpoint,
+)
 from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
 from agents.ppo.policy import PolicyWithValue
 from dialogue_env.models import load_policy
-from rewards.utils import atomic_directory, atomic_write_text
+from rewards.utils import atomic_write_text
 
-CHECKPOINT_GLOB = "iter-*"
+__all__ = ["LengthGroupedSampler", "evaluate_in_training", "latest_checkpoint", "save_checkpoint", "train"]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -132,52 +139,6 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
 
-# ---------------------------------------------------------------------------------------------- checkpoints
-def _trainable_state(policy: PolicyWithValue) -> dict:
-    return {name: p.detach().cpu().clone() for name, p in policy.named_parameters() if p.requires_grad}
-
-
-def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer, optimizer, kl_ctl, gen, sampler,
-                    progress: dict, keep: int = 2) -> Path:
-    """Write ``out/checkpoints/iter-NNNNNN`` atomically (a temporary directory renamed into place).
-
-    The directory is a complete Hugging Face model (``config.json``, ``model.safetensors``, tokenizer), so
-    ``load_policy(path)`` and ``dialogue-rl evaluate --policy path`` accept it, plus ``dialogue_rl.json`` (the run
-    config, the base model, the iteration) and ``trainer_state.pt`` (trainable weights, value head, optimizer,
-    KL controller and every random-number state, for ``--resume``)."""
-    root = out / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"iter-{iteration:06d}"
-    # re-running the same iteration after a resume replaces the old one
-    with atomic_directory(final) as tmp:
-        policy.merged_lm().save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        torch.save({
-            "iteration": iteration,
-            "trainable": _trainable_state(policy),
-            "optimizer": optimizer.state_dict(),
-            "kl_ctl": kl_ctl.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "numpy_rng": np.random.get_state(),
-            "python_rng": random.getstate(),
-            "sampler_rng": gen.get_state(),
-            "sampler": sampler.state_dict(),
-            "progress": progress,
-        }, tmp / "trainer_state.pt")
-        meta = {"format": "dialogue-rl-ppo-checkpoint", "version": 1, "iteration": iteration,
-                "base_model": cfg.model, "config": cfg.to_dict(), "progress": progress}
-        (tmp / "dialogue_rl.json").write_text(json.dumps(meta, indent=2, default=str))
-    for old in sorted(root.glob(CHECKPOINT_GLOB))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def latest_checkpoint(out: Path) -> Path | None:
-    """The newest complete checkpoint under ``out`` (temporary directories of a killed write are ignored)."""
-    found = sorted(p for p in (out / "checkpoints").glob(CHECKPOINT_GLOB) if (p / "trainer_state.pt").is_file())
-    return found[-1] if found else None
-
-
 # ---------------------------------------------------------------------------------------------- logging
 class Logger:
     """TensorBoard (default) or Weights & Biases scalars under charts/, losses/, rewards/<name>, eval/."""
@@ -221,16 +182,24 @@ def _eval_scalars(summary: dict, prefix: str = "eval") -> dict:
 
 # ------------------------------------------------------------------------------------------------- train
 def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, log=print) -> dict:
-    """Run PPO; return a dict with the before/after summaries (``None`` entries when an evaluation was skipped)."""
+    """Run PPO; return a dict with the before/after summaries (``None`` entries when an evaluation was skipped).
+
+    ``resume``: continue from the newest readable checkpoint in ``out`` (a damaged newest one is logged and the
+    previous one used; an old pickle-format one is refused), only if ``cfg`` differs from the run's saved config in
+    nothing but ``agents.ppo.config.RESUME_CHANGEABLE`` fields; otherwise a ``ResumeError`` lists the changed fields
+    and nothing in ``out`` is touched. Leftovers of an interrupted checkpoint write are removed first."""
     from tqdm.auto import tqdm
 
     t_start = time.time()
     cfg.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(out) if resume else None
-    if resume and ckpt is None:
+    remove_stale_temporaries(out, log)
+    found = find_resume_checkpoint(out, log) if resume else None
+    if resume and found is None:
         log(f"[dialogue-rl] --resume: no checkpoint under {out}/checkpoints, starting from scratch")
+    if found is not None:  # before anything is loaded or written: a refused config leaves the run folder as it was
+        check_resume_config(found[1]["config"], cfg, found[0], log)
     seed_everything(cfg.seed)
 
     # ---- models: the policy (trainable top layers + value head) and the frozen reference heads
@@ -247,19 +216,9 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     sampler = LengthGroupedSampler(envs.unwrapped.context_lengths, cfg.num_envs // n_samples, cfg.seed)
     progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
     summaries = {}
-    if ckpt is not None:
-        state = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        missing = policy.load_state_dict(state["trainable"], strict=False)
-        if missing.unexpected_keys:
-            raise RuntimeError(f"checkpoint {ckpt} does not match this config: unexpected {missing.unexpected_keys}")
-        optimizer.load_state_dict(state["optimizer"])
-        kl_ctl.load_state_dict(state["kl_ctl"])
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
-        gen.set_state(state["sampler_rng"])
-        sampler.load_state_dict(state["sampler"])
-        progress = dict(state["progress"])
+    if found is not None:
+        ckpt, _, state = found
+        progress = restore_state(state, policy, optimizer, kl_ctl, gen, sampler, ckpt)
         before_path = out / "eval_before.json"
         if before_path.is_file():
             summaries["before"] = json.loads(before_path.read_text())

@@ -9,7 +9,8 @@ with ``MultiInputPolicy`` (raw token ids as input, ``Discrete(V)`` actions): the
 needs a language model.
 
 Models are saved in SB3's ``.zip`` format (written to a temporary file, then renamed into place) with a small
-``.json`` sidecar naming the algorithm and the env settings, so ``load_sb3(path)`` needs nothing else.
+``.json`` sidecar naming the algorithm and the env settings, so ``load_sb3(path)`` needs nothing else. A ``.zip``
+is a pickle, not plain data: loading one runs code from it, so load only files you trust (``load_sb3`` warns).
 
 Episode rewards seen during training (from ``VecMonitor``) are recorded against env steps and wall time by
 ``LearningCurveCallback``; ``BudgetCallback`` stops training when a wall-time budget runs out.
@@ -18,6 +19,7 @@ Episode rewards seen during training (from ``VecMonitor``) are recorded against 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,9 +169,16 @@ def save_sb3(model: BaseAlgorithm, path, meta: dict) -> Path:
     return path
 
 
-def load_sb3(path, algo: str | None = None, device: str = "cpu") -> BaseAlgorithm:
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def load_sb3(path, algo: str | None = None, device: str = "cpu", warn=_warn) -> BaseAlgorithm:
     """Load an SB3 ``.zip`` saved by ``train_sb3`` (the algorithm is read from the ``.json`` next to it) or by SB3
-    itself (then pass ``algo``: ppo, a2c or dqn)."""
+    itself (then pass ``algo``: ppo, a2c or dqn).
+
+    An SB3 ``.zip`` holds pickles: loading one runs code from the file. Only load ``.zip`` agents you trust;
+    ``warn`` (default: print to stderr) gets a one-line warning naming the file before it is loaded."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"SB3 model {path} does not exist")
@@ -180,6 +189,8 @@ def load_sb3(path, algo: str | None = None, device: str = "cpu") -> BaseAlgorith
         raise ValueError(f"{path} has no {meta_path.name} naming its algorithm: pass algo= (one of {sorted(ALGOS)})")
     if algo not in ALGOS:
         raise ValueError(f"algo={algo!r} is not one of {sorted(ALGOS)}")
+    if warn is not None:
+        warn(f"[dialogue-rl] warning: loading {path}: only load .zip agents you trust: loading runs code from the file")
     return ALGOS[algo].load(str(path), device=device)
 
 
