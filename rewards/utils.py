@@ -177,7 +177,10 @@ def atomic_directory(final: str | os.PathLike, replace: bool = True) -> Iterator
         raise
     finally:
         if old is not None:
-            _remove(old)
+            if final.exists():  # the new directory is in place: the old one can go
+                _remove(old)
+            else:  # interrupted between the two renames (e.g. KeyboardInterrupt): put the old one back
+                os.replace(old, final)
     _fsync_dir(final.parent)
 
 

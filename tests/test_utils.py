@@ -133,6 +133,24 @@ def test_a_failed_rename_puts_the_old_directory_back(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
 
 
+def test_an_interrupt_between_the_two_renames_puts_the_old_directory_back(tmp_path, monkeypatch):
+    final = tmp_path / "model"
+    final.mkdir()
+    (final / "config.json").write_text("old")
+    real_replace = os.replace
+
+    def interrupted_replace(src, dst):
+        if Path(dst) == final and ".tmp-" in Path(src).name:
+            raise KeyboardInterrupt  # Ctrl-C after the old one was moved aside, before the new one moved in
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    with pytest.raises(KeyboardInterrupt), atomic_directory(final) as tmp:
+        (tmp / "config.json").write_text("new")
+    assert (final / "config.json").read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
 def test_atomic_directory_without_replace_keeps_what_another_writer_finished_first(tmp_path):
     final = tmp_path / "cache"
     with pytest.raises(FileExistsError), atomic_directory(final, replace=False) as tmp:
