@@ -13,6 +13,8 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 
+from rewards.utils import ConfigError
+
 from .core import CUSTOMER_SERVICE_SYSTEM_PROMPT, DialogueBatch
 from .data import Dialogue, load_dataset
 from .models import load_tokenizer, vocab_size_of
@@ -37,7 +39,12 @@ def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max
         tokenizer = _cached_tokenizer(model)
         vocab_size = _cached_vocab_size(model)
     else:
-        vocab_size = max(len(tokenizer), vocab_size_of(model, tokenizer) if isinstance(model, str) else 0)
+        model_vocab = vocab_size_of(model, tokenizer) if isinstance(model, str) else 0
+        if model_vocab and len(tokenizer) > model_vocab:
+            raise ConfigError(f"the tokenizer has {len(tokenizer)} tokens but model {model!r} has an output layer of "
+                              f"{model_vocab}: its ids would not all be actions of that model. Pass the tokenizer "
+                              f"the model was trained with (or leave tokenizer=None to load the model's own)")
+        vocab_size = max(len(tokenizer), model_vocab)
     if isinstance(dataset, (list, tuple)) and dataset and isinstance(dataset[0], Dialogue):
         dialogues = list(dataset)
     else:

@@ -123,3 +123,12 @@ def test_context_too_short_for_the_generation_prompt_names_the_smallest_value():
     obs, info = env.reset(seed=0)
     kept = obs["input_ids"][obs["attention_mask"].astype(bool)]
     assert env.tokenizer.decode(kept).endswith("<|im_start|>assistant\n") and info["context_truncated"]
+
+
+def test_a_tokenizer_larger_than_the_models_vocabulary_is_an_error(tmp_path):
+    from dialogue_env.models import tiny_model, tiny_tokenizer
+
+    tiny_model(200).save_pretrained(tmp_path)  # 200 < 259 tokens of the tiny tokenizer
+    with pytest.raises(ConfigError, match=r"the tokenizer has 259 tokens but model .* has an output layer of 200"):
+        gym.make("dialogue_env/Dialogue-v0", dataset=DIALOGUES, tokenizer=tiny_tokenizer(),
+                 **{**TINY, "model": str(tmp_path)})
