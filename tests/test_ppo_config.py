@@ -52,8 +52,12 @@ def test_every_shipped_config_still_validates(preset):
 
 
 def test_sensible_edge_values_pass():
-    PPOConfig.from_dict({"final_split": "", "checkpoint_every": 0, "num_layers_unfrozen": -1, "gamma": 1.0,
+    PPOConfig.from_dict({"final_split": None, "checkpoint_every": 0, "num_layers_unfrozen": -1, "gamma": 1.0,
                          "eval_limit": None, "target_kl": None, "kl_coef": 0.0, "max_new_tokens": 3.0})
+
+
+def test_no_final_split_is_empty_or_null():
+    assert PPOConfig.from_dict({"final_split": ""}).final_split == ""
 
 
 def test_an_integral_float_for_an_int_field_becomes_an_int():

@@ -185,7 +185,7 @@ class PPOConfig(ConfigBase):
             raise ValueError(f"dtype={self.dtype!r}: use auto, float32 or bfloat16")
         if self.eval_split not in ("train", "validation", "test"):
             raise ValueError(f"eval_split={self.eval_split!r}: use train, validation or test")
-        if self.final_split not in ("train", "validation", "test", ""):
-            raise ValueError(f"final_split={self.final_split!r}: use train, validation, test or '' (no final "
-                             f"evaluation)")
+        if self.final_split not in ("train", "validation", "test", "", None):
+            raise ValueError(f"final_split={self.final_split!r}: use train, validation, test, or '' / null (no "
+                             f"before/after evaluation)")
         return self
