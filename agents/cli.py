@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dialogue-rl",
         description="A Gymnasium for RLHF on dialogue: environments, pluggable rewards, agents.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help=f"show the full traceback of an error (also: {DEBUG_ENV}=1); allowed anywhere on the line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     demo = sub.add_parser("demo", help="let a language model play Dialogue-v0 episodes and show the rewards")
@@ -145,8 +147,62 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The project's exceptions for a user's mistake (a bad config, dataset, model name, reward spec, --policy...): the
+# command line prints their message alone. (module, class name): a class whose module was never imported cannot
+# have been raised, so nothing is imported to check.
+USER_ERRORS = (
+    ("rewards.utils", "ConfigError"),  # config files, fields, --set overrides, env arguments
+    ("rewards.utils", "BadSpecError"),
+    ("rewards.utils", "SpecImportError"),
+    ("rewards.registry", "UnknownRewardError"),
+    ("agents.evaluate", "PolicyError"),
+    ("rewards.jsonl", "DatasetError"),  # dialogue, preference and candidate files
+    ("dialogue_env.models", "ModelNotAvailableError"),
+    ("rewards.base", "RewardError"),
+    ("rewards.learned", "RewardModelError"),
+    ("agents.annotate.store", "StoreError"),
+)
+_USAGE_ERRORS = 5  # the first five: exit status 2, as argparse's usage errors; the others 1
+DEBUG_ENV = "DIALOGUE_RL_DEBUG"
+
+
+def user_error_status(err: BaseException) -> int | None:
+    """2 for a usage mistake, 1 for another of the project's user errors, None for anything else (a bug)."""
+    for i, (module, name) in enumerate(USER_ERRORS):
+        cls = getattr(sys.modules.get(module), name, None)
+        if isinstance(cls, type) and isinstance(err, cls):
+            return 2 if i < _USAGE_ERRORS else 1
+    return None
+
+
+def _debug_from_env() -> bool:
+    import os
+
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand. A user error (see ``USER_ERRORS``) prints ``dialogue-rl: error: <message>`` on stderr and
+    returns 2 or 1; with ``--debug`` (anywhere on the line) or ``DIALOGUE_RL_DEBUG=1`` it is raised with its
+    traceback. Any other exception is a bug and always keeps its traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or _debug_from_env()
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _run(argv)
+    except Exception as err:
+        status = user_error_status(err)
+        if debug or status is None:
+            raise
+        print(f"dialogue-rl: error: {err}", file=sys.stderr)
+        cause = err.__cause__
+        if cause is not None and str(cause) and str(cause) not in str(err):
+            print(f"  caused by {type(cause).__name__}: {cause}", file=sys.stderr)
+        print(f"  (--debug or {DEBUG_ENV}=1 shows the traceback)", file=sys.stderr)
+        return status
+
+
+def _run(argv: list[str]) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
     if args.command is None:

@@ -49,6 +49,7 @@ from rewards.utils import atomic_write_text
 __all__ = [
     "CHECKPOINT_META",
     "apply_ethics",
+    "check_vocab",
     "checkpoint_meta",
     "distinct_n",
     "evaluate_policy",
@@ -152,6 +153,34 @@ def _load_lm(name: str, device):
     return load_policy(name, device=device)[0]
 
 
+def _output_vocab(model) -> int | None:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    weight = getattr(head, "weight", None)
+    if weight is not None:
+        return int(weight.shape[0])
+    size = getattr(getattr(model, "config", None), "vocab_size", None)
+    return int(size) if isinstance(size, int) else None
+
+
+def check_vocab(tokenizer_name: str, **models) -> None:
+    """Every model (``role=(name, model)``) must have an output layer as large as the env's action space, the
+    vocabulary of ``tokenizer_name``: token ids are actions, so a checkpoint is evaluated with the tokenizer it was
+    trained with. A mismatch is a :class:`PolicyError` naming both sizes and the fix."""
+    from dialogue_env.models import vocab_size_of
+
+    env_vocab = vocab_size_of(tokenizer_name)
+    for role, (name, model) in models.items():
+        size = _output_vocab(model)
+        if size is not None and size != env_vocab:
+            raise PolicyError(
+                f"the {role} {name!r} has a vocabulary of {size} tokens but the env's tokenizer ({tokenizer_name!r}) "
+                f"has {env_vocab}: token ids are the env's actions, so a model must be evaluated with the tokenizer "
+                f"it was trained with. Save the tokenizer next to the checkpoint (tokenizer.save_pretrained), set "
+                f"its {CHECKPOINT_META} 'base_model' to the model it was trained from, or pass a matching "
+                f"{'--reference' if role == 'reference' else 'tokenizer_name'}"
+            )
+
+
 def resolve_reference(policy: str, reference: Any = "auto") -> Any:
     """The reference model's name for ``policy``: ``"auto"`` (or None) -> the checkpoint's ``base_model`` when
     ``policy`` is a checkpoint dir, else ``policy``; a string is taken as is; a loaded model is returned as is."""
@@ -217,6 +246,7 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
         ref_lm = _load_lm(ref, device)
     lm.eval()
     ref_lm.eval()
+    check_vocab(tok_name, policy=(policy, lm), reference=(_model_name(ref), ref_lm))
 
     dialogues = dialogue_env.load_dataset(dataset, split) if not isinstance(dataset, (list, tuple)) else dataset
     n = len(dialogues) if limit is None else min(int(limit), len(dialogues))

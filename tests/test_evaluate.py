@@ -406,3 +406,15 @@ def test_policy_that_names_nothing_loadable_is_a_clear_error(tmp_path, run_dir):
         assert message in str(err.value) and policy in str(err.value) and "checkpoint directory" in str(err.value)
     assert ev.resolve_policy("tiny-random") == "tiny-random"
     assert ev.resolve_policy("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_a_checkpoint_with_another_vocabulary_than_the_tokenizer_is_a_clear_error(tmp_path):
+    """A checkpoint whose output layer does not match the env tokenizer's vocabulary (token ids are actions)."""
+    path = tmp_path / "ckpt-300"
+    tiny_model(300, seed=1).save_pretrained(path)
+    (path / ev.CHECKPOINT_META).write_text(json.dumps({"base_model": "tiny-random"}))
+    with pytest.raises(ev.PolicyError, match=r"the policy '.*ckpt-300' has a vocabulary of 300 tokens but the env's "
+                                             r"tokenizer \('tiny-random'\) has 259.*tokenizer it was trained with"):
+        ev.evaluate_policy(str(path), limit=1, batch_size=1, **FAST)
+    with pytest.raises(ev.PolicyError, match=r"the reference '.*ckpt-300' has a vocabulary of 300"):
+        ev.evaluate_policy("tiny-random", reference=str(path), limit=1, batch_size=1, **FAST)

@@ -79,3 +79,61 @@ def test_smollm2_cache_gives_the_same_logits_as_the_gguf(tmp_path):
     ids = tok("Hello, my bill is wrong.", return_tensors="pt")["input_ids"]
     with torch.no_grad():
         torch.testing.assert_close(cached(ids).logits, reference(ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("loader", [load_tokenizer, models.vocab_size_of, load_policy])
+def test_empty_model_folder_is_named_with_the_fix(tmp_path, loader):
+    with pytest.raises(ModelNotAvailableError, match=r"empty directory.*save_pretrained.*tiny-random"):
+        loader(str(tmp_path))
+
+
+@pytest.mark.parametrize("loader", [load_tokenizer, models.vocab_size_of, load_policy])
+def test_invalid_config_json_is_named_with_line_and_column(tmp_path, loader):
+    (tmp_path / "config.json").write_text('{"model_type": "llama",\n oops}')
+    with pytest.raises(ModelNotAvailableError, match=r"config\.json is not valid JSON .*line 2 column 2"):
+        loader(str(tmp_path))
+    (tmp_path / "config.json").write_text('["not", "an", "object"]')
+    with pytest.raises(ModelNotAvailableError, match=r"JSON object with a 'model_type'.*got list"):
+        loader(str(tmp_path))
+
+
+def test_folder_without_config_json_says_so(tmp_path):
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(ModelNotAvailableError, match="directory without config.json"):
+        models.vocab_size_of(str(tmp_path))
+
+
+@pytest.mark.parametrize("offline_env", [None, "1"])
+def test_hub_id_without_network_fails_fast_naming_local_paths_and_builtins(monkeypatch, tmp_path, offline_env):
+    """This machine has no route to the hub: the old code retried for ~50 s before failing."""
+    import time
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty hub cache
+    for key in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(key, raising=False)
+    if offline_env:
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline_env)
+    else:
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        if _hub_up():  # a machine with network: simulate the offline one
+            monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    start = time.perf_counter()
+    with pytest.raises(ModelNotAvailableError, match=r"could not load model 'no-org/no-such-model'.*not reachable"
+                                                     r".*local model folder.*built-in name"):
+        load_policy("no-org/no-such-model")
+    assert time.perf_counter() - start < 8
+
+
+def _hub_up() -> bool:
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=2).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_hub_reachable_honours_hf_hub_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert models.hub_reachable() is False

@@ -95,6 +95,7 @@ def create_app(db, annotator: str = "", loopback_only: bool = True) -> Flask:
 
     @app.errorhandler(400)
     @app.errorhandler(403)
+    @app.errorhandler(404)
     def _error(err):
         return render_template("error.html", message=err.description), err.code
 

@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS labels (
 """
 
 
+_SQLITE_INT_MIN, _SQLITE_INT_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _fits_sqlite(value) -> bool:
+    """Whether ``int(value)`` is a 64-bit signed integer, the only kind SQLite binds (larger ones overflow)."""
+    try:
+        return _SQLITE_INT_MIN <= int(value) <= _SQLITE_INT_MAX
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
 class StoreError(RuntimeError):
     """The database file cannot be used (not SQLite, another application's, or a bad request on it)."""
 
@@ -214,6 +225,9 @@ class AnnotationStore:
         return self._pair(row) if row else None
 
     def get_pair(self, pair_id: int) -> Pair | None:
+        """The pair with that id, or None (also for an id no SQLite integer can hold, such as 2**64)."""
+        if not _fits_sqlite(pair_id):
+            return None
         with self._connect() as conn:
             row = conn.execute(f"SELECT {self._PAIR_COLS} FROM pairs p WHERE p.id=?", (int(pair_id),)).fetchone()
         return self._pair(row) if row else None
@@ -225,6 +239,8 @@ class AnnotationStore:
         if choice not in CHOICES:
             raise StoreError(f"choice {choice!r} is not one of {', '.join(CHOICES)}")
         note = (note or "").strip()
+        if not _fits_sqlite(pair_id):
+            raise StoreError(f"there is no pair {pair_id} in {self.path}")
         with self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -254,6 +270,9 @@ class AnnotationStore:
         return row[0] if row else None
 
     def label_of(self, pair_id: int) -> Label | None:
+        """The label of that pair, or None (also for an id no SQLite integer can hold)."""
+        if not _fits_sqlite(pair_id):
+            return None
         with self._connect() as conn:
             row = conn.execute("SELECT pair_id, choice, note, annotator, labelled_at, seq FROM labels WHERE pair_id=?",
                                (int(pair_id),)).fetchone()

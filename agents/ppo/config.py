@@ -10,6 +10,7 @@ changes one is refused (``agents.ppo.checkpoint.check_resume_config``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,4 +167,40 @@ class PPOConfig(ConfigBase):
             raise ValueError(f"logger={self.logger!r}: use tensorboard, wandb or none")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature} must be > 0")
+        at_least = {"total_iterations": 1, "max_new_tokens": 1, "max_context_tokens": 8, "update_epochs": 1,
+                    "kl_horizon": 1, "eval_every": 0, "eval_batch_size": 1, "checkpoint_every": 0, "examples": 0,
+                    "lora_r": 0, "lora_alpha": 1}
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+        if self.eval_limit is not None and (isinstance(self.eval_limit, bool) or not isinstance(self.eval_limit, int)
+                                            or self.eval_limit < 1):
+            raise ValueError(f"eval_limit={self.eval_limit!r} must be an integer >= 1, or null for the whole split")
+        if isinstance(self.num_layers_unfrozen, bool) or not isinstance(self.num_layers_unfrozen, int) \
+                or self.num_layers_unfrozen < -1:
+            raise ValueError(f"num_layers_unfrozen={self.num_layers_unfrozen!r} must be -1 (all layers) or >= 0")
+        positive = ("learning_rate", "clip_coef", "max_grad_norm", "kl_target")
+        non_negative = ("vf_coef", "ent_coef", "kl_coef")
+        for name in positive + non_negative:
+            value = getattr(self, name)
+            low_ok = value > 0 if name in positive else value >= 0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low_ok:
+                raise ValueError(f"{name}={value!r} must be a number {'> 0' if name in positive else '>= 0'}")
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise ValueError(f"{name}={value!r} must be in [0, 1]")
+        for name in ("target_kl", "time_limit_s"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise ValueError(f"{name}={value!r} must be a number > 0, or null for none")
+        if self.dtype not in ("auto", "float32", "bfloat16", "fp32", "bf16", "float16", "fp16"):
+            raise ValueError(f"dtype={self.dtype!r}: use auto, float32 or bfloat16")
+        if self.eval_split not in ("train", "validation", "test"):
+            raise ValueError(f"eval_split={self.eval_split!r}: use train, validation or test")
+        if self.final_split not in ("train", "validation", "test", "", None):
+            raise ValueError(f"final_split={self.final_split!r}: use train, validation, test, or '' / null (no "
+                             f"before/after evaluation)")
         return self

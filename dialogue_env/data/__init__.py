@@ -9,6 +9,9 @@ Dialogue JSONL (one JSON object per line, UTF-8; blank lines are ignored)::
      "intent": "billing", "persona": "calm",         # optional labels
      "meta": {...}}                                  # optional, anything JSON
 
+The turns alternate: an optional system message first, then user, assistant, user, ... (a dialogue starts with a
+user turn and never has two user or two assistant turns in a row); the loader rejects anything else.
+
 Each user message that is followed by an assistant message, or that ends the dialogue, is a *reply slot*: the
 environment shows the history up to it and the agent writes the reply. The reference for a slot is the dataset's
 assistant message after it (or ``reference`` for a final user turn).
@@ -87,6 +90,7 @@ def load_dialogues(path) -> list[Dialogue]:
         if "turns" not in obj:
             raise _fail(path, lineno, "missing 'turns'", 'add "turns": [{"role": "user", "content": "..."}]')
         turns = _validate_messages(obj["turns"], path, lineno)
+        _check_alternation(turns, path, lineno)
         meta = obj.get("meta", {})
         if not isinstance(meta, dict):
             raise _fail(path, lineno, "'meta' must be an object")
@@ -102,6 +106,25 @@ def load_dialogues(path) -> list[Dialogue]:
     if not dialogues:
         raise DatasetError(f"{path}: the file holds no dialogues")
     return dialogues
+
+
+def _check_alternation(turns, path, lineno) -> None:
+    """System first (optional), then user / assistant alternating, starting with user (the module docstring)."""
+    start = 1 if turns[0]["role"] == "system" else 0
+    for j in range(start, len(turns)):
+        role, expected = turns[j]["role"], ("user", "assistant")[(j - start) % 2]
+        if role == expected:
+            continue
+        if role == "system":
+            problem = f"turns[{j}] is a system message after the start"
+            fix = "a system message may only come first"
+        elif j == start:
+            problem = f"turns[{j}] is an assistant message but a dialogue starts with a user turn"
+            fix = "drop the leading assistant turn or put the user's message first"
+        else:
+            problem = f"turns[{j - 1}] and turns[{j}] are both {role} messages"
+            fix = "user and assistant turns alternate: merge the two messages into one"
+        raise _fail(path, lineno, problem, fix)
 
 
 def load_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Dialogue]:
