@@ -152,16 +152,11 @@ def _letters_regex(word: str) -> str:
     return "".join(out)
 
 
-def _phrase_regex(phrases: Iterable[str], obfuscated: bool = False) -> tuple[re.Pattern | None, list[str]]:
-    """One regex for whole-word matches of ``phrases`` (and their order, for naming the match by its group);
-    ``obfuscated=True`` also matches their folded, letter-repeated and run-together forms."""
+def _phrase_regex(phrases: Iterable[str]) -> tuple[re.Pattern | None, list[str]]:
+    """One regex for whole-word matches of ``phrases`` in a folded reply, letters repeated and words run together
+    allowed; and the phrases in the order of its groups (``names[m.lastindex - 1]`` is the phrase matched)."""
     names = sorted({_normalise(p).strip().lower() for p in phrases if p and p.strip()}, key=len, reverse=True)
-    parts = []
-    for p in names:
-        if obfuscated:
-            parts.append("(" + _PHRASE_GAP.join(_letters_regex(w) for w in fold(p).split()) + ")")
-        else:
-            parts.append("(" + r"\s+".join(re.escape(w) for w in p.split()) + ")")
+    parts = ["(" + _PHRASE_GAP.join(_letters_regex(w) for w in fold(p).split()) + ")" for p in names]
     if not parts:
         return None, names
     return re.compile(r"(?<![\w'])(?:" + "|".join(parts) + r")(?![\w'])", re.IGNORECASE), names
@@ -183,6 +178,7 @@ def _without_asides(sentence: str) -> str:
 def _negated(sentence: str, pos: int) -> bool:
     """Is there a negation in the same clause, at most ``_NEGATION_WINDOW`` words before ``pos``?"""
     before = _NOT_A_NEGATION.sub(" ", _clause_before(sentence, pos))
+    # the window's words plus up to two for the negation itself ("do not", "no one")
     return _NEGATION.search(" ".join(before.split()[-(_NEGATION_WINDOW + 2):])) is not None
 
 
@@ -294,8 +290,8 @@ class EthicsReward:
         self._compile()
 
     def _compile(self) -> None:
-        self._block_re, self._block_names = _phrase_regex(self.blocklist, obfuscated=True)
-        self._sensitive_re, self._sensitive_names = _phrase_regex(self.sensitive_terms, obfuscated=True)
+        self._block_re, self._block_names = _phrase_regex(self.blocklist)
+        self._sensitive_re, self._sensitive_names = _phrase_regex(self.sensitive_terms)
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
