@@ -158,6 +158,8 @@ class EthicsReward:
         self.use_classifier = use_classifier
         self.check_personal_data = check_personal_data
         self.penalty = float(penalty)
+        # gate: 1 safe, 0 unsafe; penalty: 0 safe, -penalty unsafe
+        self.bounds = (0.0, 1.0) if mode == "gate" else (min(0.0, -self.penalty), max(0.0, -self.penalty))
         self._compile()
 
     def _compile(self) -> None:
