@@ -243,6 +243,10 @@ def test_the_reward_is_clipped_to_its_bounds(trained):
     assert raw.bounds == pytest.approx((lo, hi))
     np.testing.assert_allclose(raw(ctxs, replies), np.clip(model.score(ctxs, replies, normalize=False), lo, hi),
                                atol=1e-9)
+    # a negative weight: the worst safe total is -1 * 5, the gated one -6; real replies included
+    flipped = rewards.make({"learned": {"weight": -1.0, "path": str(out)}, "ethics": 1.0})
+    total = flipped(ctxs + [ctxs[0]], replies + ["You idiot, restart it yourself."])
+    assert flipped.gate_floor == -6.0 == total[-1] < total[:-1].min() and total[:-1].min() >= -5.0
     free = LearnedReward(out, clip=None)
     assert free.bounds is None and free(ctxs, replies) == pytest.approx(s.tolist(), abs=1e-9)
     with pytest.raises(ValueError, match="no bounds"):  # unclipped, nothing is sure to score below it
