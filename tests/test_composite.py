@@ -213,3 +213,47 @@ def test_a_component_may_not_be_named_gate_and_the_margin_must_be_positive():
     r = CompositeReward([Component("length", rewards.make("length")), Component("ethics", rewards.make("ethics"),
                                                                               gate=True)], gate_margin=0.25)
     assert r.gate_floor == -1.25 and r([[]], [UNSAFE]).tolist() == [-1.25]
+
+
+# --- overflow: every value and total must be finite in float32, the dtype rewards are returned in --------------
+
+def _constant(value, name):
+    return rewards.FunctionReward(lambda contexts, responses: [value] * len(responses), name=name)
+
+
+def test_a_module_returning_1e39_is_an_error_naming_it():
+    with pytest.raises(rewards.RewardError, match=r"reward module 'huge' returned 1e\+39 at index 0, which is inf in "
+                                                  r"float32 \(largest finite 3.4e\+38\), the dtype rewards are "
+                                                  r"returned in; scale its values down"):
+        rewards.make({_constant(1e39, "huge"): 1.0})([[]], ["hi"])
+    with pytest.raises(rewards.RewardError, match="'huge' returned -1e\\+39 at index 0, 1"):
+        rewards.validate_output("huge", [-1e39, -1e39], 2)
+    assert rewards.validate_output("big", [3e38], 1).tolist() == [3e38]  # finite in float32: accepted
+
+
+def test_1e308_summed_with_another_part_is_an_error_naming_it():
+    with pytest.raises(rewards.RewardError, match=r"'huge' returned 1e\+308 at index 0, which is inf in float32"):
+        rewards.make({_constant(1e308, "huge"): 1.0, "length": 1.0})([[]], ["hi"])
+    # parts finite in float32 whose weighted sum is not
+    with pytest.raises(rewards.RewardError, match=r"reward 'reward': the weighted total at index 0 is 1 \* 2e\+38 "
+                                                  r"\('big'\) \+ 1.5 \* 2e\+38 \('bigger'\) = 5e\+38, which is inf "
+                                                  r"in float32 .* use smaller weights or scale the modules' values down"):
+        rewards.make({_constant(2e38, "big"): 1.0, _constant(2e38, "bigger"): 1.5})([[]], ["hi"])
+
+
+def test_a_weight_of_1e39_is_an_error_naming_the_module_and_the_weight():
+    # "Sorry, no." (-0.0772 * 1e39 = -7.7e37) fits in float32; the insult (-0.511) does not
+    with pytest.raises(rewards.RewardError, match=r"reward module 'sentiment' with weight 1e\+39: weight \* value = "
+                                                  r"1e\+39 \* -0.511 = -5.11e\+38 at index 1, which is inf in float32 "
+                                                  r"\(largest finite 3.4e\+38\), the dtype rewards are returned in; use "
+                                                  r"a smaller weight"):
+        rewards.make({"sentiment": 1e39})([[]] * 2, ["Sorry, no.", UNSAFE])
+    assert rewards.make({"sentiment": 1e39})([[]], [""]).tolist() == [0.0]  # 1e39 * 0 is fine
+    # gated, the floor itself (-1e39 - 1) would be -inf: refused when built
+    with pytest.raises(ValueError, match=r"'sentiment' \* 1e\+39 over \(-1.0, 1.0\): -1e\+39\) is beyond float32's "
+                                         r"range, so a gated reply cannot score below it; use smaller weights"):
+        rewards.make({"sentiment": 1e39, "ethics": 1.0})
+    edge = rewards.FunctionReward(lambda c, r: [0.0] * len(r), name="edge",
+                                  bounds=(-float(np.finfo(np.float32).max), 0.0))
+    with pytest.raises(ValueError, match="beyond float32's range"):  # no float32 below the lowest one
+        rewards.make({edge: 1.0, "ethics": 1.0})

@@ -73,6 +73,7 @@ def test_reward_module_object_is_accepted():
     (lambda n: [1.0] * (n + 1), "returned 2 values for a batch of 1"),
     (lambda n: [float("nan")] * n, "NaN"),
     (lambda n: [float("inf")] * n, "inf"),
+    (lambda n: [1e39] * n, r"returned 1e\+39 at index 0, which is inf in float32"),  # finite as a Python float
     (None, "boom"),
 ])
 def test_broken_user_module_is_a_loud_error_naming_it(output, problem):
