@@ -173,9 +173,9 @@ class CompositeReward:
         low = self._sum_bounds()[0]
         with np.errstate(over="ignore"):
             floor = np.float32(low - self.gate_margin)
-        if np.isfinite(floor):
-            while floor >= np.float32(low):  # the margin is lost in float32 rounding when |low| is large
-                floor = np.nextafter(floor, np.float32(-np.inf))
+            if np.isfinite(floor):
+                while floor >= np.float32(low):  # the margin is lost in float32 rounding when |low| is large
+                    floor = np.nextafter(floor, np.float32(-np.inf))
         if not np.isfinite(floor):  # nextafter from -FLOAT32_MAX gives -inf too
             parts = ", ".join(f"'{c.name}' * {c.weight:g} over {self._bounds[c.name]}" for c in self._additive()
                               if c.weight != 0)
