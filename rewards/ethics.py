@@ -125,8 +125,9 @@ class EthicsReward:
        ``impl="reference"`` calls ``profanity_check.predict_prob``.
 
     Values: ``mode="gate"`` (default, ``kind == "gate"``): ``r = 1`` if safe else ``0`` -- a composite
-    multiplies its total by it (the seed's guideline). ``mode="penalty"`` (additive): ``r = 0`` if safe
-    else ``-penalty`` (default ``-1``). :meth:`explain` gives each reply's reason.
+    scores an unsafe reply below every safe one (the seed's guideline; :class:`rewards.CompositeReward`).
+    ``mode="penalty"`` (additive): ``r = 0`` if safe else ``-penalty`` (default ``-1``). ``bounds``: ``(0, 1)``,
+    or ``(-penalty, 0)``. :meth:`explain` gives each reply's reason.
 
     Example::
 
