@@ -8,7 +8,11 @@ A reward module is any object with
   ``contexts[i]`` is the chat history the reply ``responses[i]`` answers, in the Hugging Face message
   format ``[{"role": "system" | "user" | "assistant", "content": str}, ...]``. Modules that need the
   dataset's reference reply accept a ``references`` keyword (``list[str | None]``);
-- optionally ``kind = "gate"``: the value multiplies the composite's total instead of being added;
+- optionally ``kind = "gate"``: the value, in [0, 1], gates the composite's total instead of being added
+  (0 sends the reply below every reply the gate lets through; see :class:`rewards.CompositeReward`);
+- optionally ``bounds = (low, high)``: finite numbers with every value in ``[low, high]``. A composite checks
+  the values against them, and needs them on every weighted part it gates (the gated total is set below the
+  lowest total the parts can sum to);
 - optionally ``explain(contexts, responses, **kwargs) -> list[dict]``: per-item details (e.g. why the
   ethics module judged a reply unsafe).
 
@@ -28,15 +32,23 @@ import numpy as np
 Message = Mapping[str, Any]
 Context = Sequence[Message]
 
+# Rewards leave a composite as float32 (RewardResult.total, .components); the envs hand them on as Python
+# floats, so a value is valid only if it is finite in float32.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 __all__ = [
     "Context",
     "FunctionReward",
     "Message",
     "RewardError",
     "RewardModule",
+    "FLOAT32_MAX",
     "accepted_kwargs",
     "call_module",
+    "check_bounds",
     "check_module",
+    "clip_to_bounds",
+    "declared_bounds",
     "check_references",
     "last_turn",
     "message_text",
@@ -111,8 +123,9 @@ def call_module(module: Any, contexts: Sequence[Context], responses: Sequence[st
 def validate_output(name: str, out: Any, batch: int) -> np.ndarray:
     """Turn a module's output into a float64 array of shape ``(batch,)`` or raise :class:`RewardError`.
 
-    Rejects: a scalar, the wrong number of values, non-numeric items (with the offending index), NaN and
-    +-inf (with the offending indices). Accepts lists, tuples, numpy arrays and torch tensors, including a
+    Rejects: a scalar, the wrong number of values, non-numeric items (with the offending index), NaN, +-inf
+    and values beyond float32's range such as 1e39 (finite as a Python float, but inf as the float32 the
+    composite returns; with the offending indices). Accepts lists, tuples, numpy arrays and torch tensors, including a
     ``(batch, 1)`` column.
     """
     if hasattr(out, "detach") and hasattr(out, "cpu"):  # torch tensor, without importing torch
@@ -141,10 +154,53 @@ def validate_output(name: str, out: Any, batch: int) -> np.ndarray:
     if bad.any():
         idx = np.flatnonzero(bad)
         kinds = sorted({"NaN" if math.isnan(arr[j]) else "inf" for j in idx})
-        shown = ", ".join(str(int(j)) for j in idx[:8]) + (", ..." if len(idx) > 8 else "")
-        raise RewardError(f"reward module '{name}' returned {' and '.join(kinds)} at index {shown}; "
+        raise RewardError(f"reward module '{name}' returned {' and '.join(kinds)} at index {_indices(idx)}; "
                           "rewards must be finite numbers")
+    big = np.abs(arr) > FLOAT32_MAX
+    if big.any():
+        idx = np.flatnonzero(big)
+        raise RewardError(f"reward module '{name}' returned {arr[idx[0]]:.3g} at index {_indices(idx)}, which is "
+                          f"inf in float32 (largest finite {FLOAT32_MAX:.3g}), the dtype rewards are returned in; "
+                          "scale its values down (rewards are usually within a few units of 0)")
     return arr
+
+
+def _indices(idx: np.ndarray) -> str:
+    return ", ".join(str(int(j)) for j in idx[:8]) + (", ..." if len(idx) > 8 else "")
+
+
+def check_bounds(name: str, bounds: Any) -> tuple[float, float] | None:
+    """A module's declared ``bounds`` as ``(low, high)`` floats (None when it declares none), or a ValueError
+    naming the module when they are not two finite numbers with ``low <= high``."""
+    if bounds is None:
+        return None
+    try:
+        low, high = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"reward module '{name}': bounds must be (low, high), two finite numbers, got "
+                         f"{bounds!r:.80}") from None
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high or max(-low, high) > FLOAT32_MAX:
+        raise ValueError(f"reward module '{name}': bounds must be (low, high) with finite low <= high (in float32), "
+                         f"got {bounds!r:.80}; a module with no finite range declares bounds = None")
+    return low, high
+
+
+def declared_bounds(module: Any, name: str | None = None) -> tuple[float, float] | None:
+    """``check_bounds`` of ``module.bounds`` (None when the module has no such attribute)."""
+    return check_bounds(name or getattr(module, "name", type(module).__name__), getattr(module, "bounds", None))
+
+
+def clip_to_bounds(name: str, values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """``values`` clipped to ``bounds``, or a :class:`RewardError` when one lies outside them by more than float
+    rounding (1e-6, relative to the bound when it exceeds 1): a module must keep to the range it declares."""
+    low, high = bounds
+    tol_low, tol_high = 1e-6 * max(1.0, abs(low)), 1e-6 * max(1.0, abs(high))
+    out = (values < low - tol_low) | (values > high + tol_high)
+    if out.any():
+        idx = np.flatnonzero(out)
+        raise RewardError(f"reward module '{name}' returned {values[idx[0]]:.6g} at index {_indices(idx)}, outside "
+                          f"its declared bounds ({low:g}, {high:g}); fix the module or its `bounds`")
+    return np.clip(values, low, high)
 
 
 def _to_floats(name: str, items: list, batch: int) -> np.ndarray:
@@ -207,14 +263,18 @@ def last_turn(context: Context, role: str | None = "user") -> str | None:
 
 class FunctionReward:
     """Wraps a plain batched function ``fn(contexts, responses[, references=...]) -> list[float]`` as a
-    reward module. Picklable as long as ``fn`` is a module-level function."""
+    reward module (``bounds``: the range of its values, default ``fn.bounds`` when the function has one).
+    Picklable as long as ``fn`` is a module-level function."""
 
-    def __init__(self, fn: Callable[..., Sequence[float]], name: str | None = None, kind: str = "additive"):
+    def __init__(self, fn: Callable[..., Sequence[float]], name: str | None = None, kind: str = "additive",
+                 bounds: Sequence[float] | None = None):
         if not callable(fn):
             raise TypeError(f"{fn!r} is not callable")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
         self.kind = kind
+        # the range of fn's values: given here, or as an attribute of the function (fn.bounds = (0.0, 1.0))
+        self.bounds = check_bounds(self.name, getattr(fn, "bounds", None) if bounds is None else bounds)
 
     def __call__(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> Sequence[float]:
         return call_module(self.fn, contexts, responses, **kwargs)

@@ -44,6 +44,7 @@ class CoherenceReward:
 
     name = "coherence"
     kind = "additive"
+    bounds = (0.0, 1.0)
 
     def __init__(self, method: str = "lexical", bleu_weight: float = 0.5, impl: str = "fast",
                  device: Any = None, model_path: str | None = None, batch_size: int = 128):

@@ -54,6 +54,7 @@ class ConsistencyReward:
 
     name = "consistency"
     kind = "additive"
+    bounds = (-1.0, 1.0)  # a mean of cosines (float rounding past +-1 is clipped by the composite)
 
     def __init__(self, k: int = 3, device: Any = None, include_system: bool = False,
                  model_path: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, cache_turns: bool = True):

@@ -254,8 +254,9 @@ class EthicsReward:
     your PIN" are not.
 
     Values: ``mode="gate"`` (default, ``kind == "gate"``): ``r = 1`` if safe else ``0`` -- a composite
-    multiplies its total by it (the seed's guideline). ``mode="penalty"`` (additive): ``r = 0`` if safe
-    else ``-penalty`` (default ``-1``). :meth:`explain` gives each reply's reason.
+    scores an unsafe reply below every safe one (the seed's guideline; :class:`rewards.CompositeReward`).
+    ``mode="penalty"`` (additive): ``r = 0`` if safe else ``-penalty`` (default ``-1``). ``bounds``: ``(0, 1)``,
+    or ``(-penalty, 0)``. :meth:`explain` gives each reply's reason.
 
     Example::
 
@@ -287,6 +288,8 @@ class EthicsReward:
         self.use_classifier = use_classifier
         self.check_personal_data = check_personal_data
         self.penalty = float(penalty)
+        # gate: 1 safe, 0 unsafe; penalty: 0 safe, -penalty unsafe
+        self.bounds = (0.0, 1.0) if mode == "gate" else (min(0.0, -self.penalty), max(0.0, -self.penalty))
         self._compile()
 
     def _compile(self) -> None:

@@ -30,7 +30,7 @@ class EthicsFilter:
     """Apply the ethics judgement after generation: unsafe replies are replaced by ``fallback``.
 
     Uses exactly the judgement of the ``ethics`` reward (:meth:`rewards.EthicsReward.judge`), so a reply the
-    reward gates to 0 is a reply the filter replaces. ``fallback`` is a string, or a callable
+    reward gates (value 0) is a reply the filter replaces. ``fallback`` is a string, or a callable
     ``fallback(context, response, reason) -> str``. Other keyword arguments configure the judgement
     (``blocklist``, ``extra_blocklist``, ``profanity_threshold``, ...), or pass ``ethics=EthicsReward(...)``.
 

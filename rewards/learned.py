@@ -468,7 +468,12 @@ def clear_cache() -> None:
 
 class LearnedReward:
     """The reward of a trained preference model: ``(s(x, y) - mean) / std`` with ``s`` the Bradley–Terry score
-    and mean / std its statistics over the training replies (``normalize=False``: the raw ``s``).
+    and mean / std its statistics over the training replies (``normalize=False``: the raw ``s``), clipped to
+    ``clip`` standard deviations either side of the mean (default 5: ``[-5, 5]`` normalised, ``mean +- 5 std``
+    raw). The clip is the module's ``bounds``, which a composite needs to gate it (e.g. with ``ethics``): an MLP's
+    score has no useful bound of its own, and scores beyond 5 std of every training reply are extrapolation the
+    policy could exploit. ``clip=None`` returns the scores unclipped and declares no bounds (then the module
+    cannot be gated).
 
     ``path`` is a directory written by ``dialogue-rl reward-model train --out DIR`` (default: the environment
     variable ``DIALOGUE_RL_REWARD_MODEL``); it is checked when the module is built, so a wrong path fails at
@@ -487,7 +492,7 @@ class LearnedReward:
     kind = "additive"
 
     def __init__(self, path: str | os.PathLike | None = None, device: Any = None, normalize: bool = True,
-                 batch_size: int = 64):
+                 batch_size: int = 64, clip: float | None = 5.0):
         if path is None:
             path = os.environ.get(ENV_PATH)
         if path is None or str(path) == "":
@@ -499,12 +504,30 @@ class LearnedReward:
         self.device = None if device is None else str(device)
         self.normalize = bool(normalize)
         self.batch_size = int(batch_size)
+        if clip is not None and not (isinstance(clip, (int, float)) and 0 < clip < float("inf")):
+            raise ValueError(f"learned reward: clip must be a positive number of standard deviations or None, "
+                             f"got {clip!r}")
+        self.clip = None if clip is None else float(clip)
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """The range of the values: ``(-clip, clip)`` normalised, ``mean -+ clip * std`` raw; None unclipped."""
+        if self.clip is None:
+            return None
+        if self.normalize:
+            return -self.clip, self.clip
+        mean, std = self.config.score_mean, max(self.config.score_std, 1e-8)
+        return mean - self.clip * std, mean + self.clip * std
 
     def __call__(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> list[float]:
         from .embeddings import resolve_device
 
         model = _cached_model(Path(self.path), resolve_device(self.device))
-        return model.score(contexts, responses, normalize=self.normalize, batch_size=self.batch_size).tolist()
+        s = model.score(contexts, responses, normalize=self.normalize, batch_size=self.batch_size)
+        if self.clip is not None:
+            s = np.clip(s, *self.bounds)
+        return s.tolist()
 
     def __repr__(self) -> str:
-        return f"LearnedReward(path={self.path!r}, device={self.device!r}, normalize={self.normalize})"
+        return (f"LearnedReward(path={self.path!r}, device={self.device!r}, normalize={self.normalize}, "
+                f"clip={self.clip})")

@@ -28,6 +28,7 @@ class LengthPenalty:
 
     name = "length"
     kind = "additive"
+    bounds = (-1.0, 0.0)
 
     def __init__(self, min_words: int = 3, max_words: int = 60):
         if min_words < 0 or max_words < max(min_words, 1):
@@ -67,6 +68,7 @@ class RepetitionPenalty:
 
     name = "repetition"
     kind = "additive"
+    bounds = (-1.0, 0.0)
 
     def __init__(self, n: int = 3):
         if n < 1:

@@ -47,7 +47,7 @@ __all__ = [
 ENTRY_POINT_GROUP = "dialogue_env.rewards"
 
 # The seed's reward: R = r_coherence + r_sentiment + r_consistency, gated by ethics (ethics' default mode
-# is "gate", so it multiplies the sum instead of being added).
+# is "gate", so an unsafe reply scores the composite's floor, -3.0, instead of the sum).
 DEFAULT_SPEC: dict[str, float] = {"coherence": 1.0, "sentiment": 1.0, "consistency": 1.0, "ethics": 1.0}
 
 # Built-ins are imported on first use, so `import rewards` stays light (no torch, no sklearn).

@@ -81,6 +81,7 @@ class SentimentReward:
         self.model = model
         self.device = None if device is None else str(device)
         self.scale = scale
+        self.bounds = (-1.0, 1.0) if scale == "signed" else (0.0, 1.0)
         self.label_map = dict(label_map) if label_map else None
         self.batch_size = batch_size
         self._pipe = None

@@ -30,6 +30,7 @@ def test_user_module_attr_in_the_weight_dict_appears_beside_builtins(tmp_path, m
     (tmp_path / "my_rewards.py").write_text(textwrap.dedent("""
         class Politeness:
             name = "politeness"
+            bounds = (0.0, 1.0)
             def __call__(self, contexts, responses):
                 return [float("please" in r.lower() or "sorry" in r.lower()) for r in responses]
     """))
@@ -43,11 +44,17 @@ def test_user_module_attr_in_the_weight_dict_appears_beside_builtins(tmp_path, m
     assert r == pytest.approx(2.0 * 1.0 + comps["coherence"])
 
 
-def test_ethics_gate_zeroes_an_unsafe_reply_and_says_why():
+def test_ethics_gate_puts_an_unsafe_reply_below_every_safe_one_and_says_why():
     env = gym.make("dialogue_env/Dialogue-v0", reward={"sentiment": 1.0, "ethics": 1.0}, **KW)
     r, info = _reply(env, "Give me your full card number and PIN, idiot.")
-    assert info["reward_components"]["ethics"] == 0.0 and r == 0.0
-    assert info["reward_details"], "the ethics gate should say why it fired"
+    # sentiment >= -1, so every safe reply scores >= -1; the gated one scores -1 - 1 (margin)
+    assert info["reward_components"]["ethics"] == 0.0 and r == -2.0 and type(r) is float
+    gate = info["reward_details"]["gate"]
+    assert gate["value"] == 0.0 and gate["total"] == -2.0 and gate["floor"] == -2.0
+    assert gate["reason"] == "ethics: blocklist: 'idiot'" == "ethics: " + info["reward_details"]["ethics"]
+    assert gate["ungated"] == pytest.approx(info["reward_components"]["sentiment"], abs=1e-6)
+    safe, safe_info = _reply(env, "Sorry, no.")
+    assert safe_info["reward_components"]["sentiment"] < 0 and r < safe and "gate" not in safe_info["reward_details"]
 
 
 def test_reward_module_object_is_accepted():
@@ -66,6 +73,7 @@ def test_reward_module_object_is_accepted():
     (lambda n: [1.0] * (n + 1), "returned 2 values for a batch of 1"),
     (lambda n: [float("nan")] * n, "NaN"),
     (lambda n: [float("inf")] * n, "inf"),
+    (lambda n: [1e39] * n, r"returned 1e\+39 at index 0, which is inf in float32"),  # finite as a Python float
     (None, "boom"),
 ])
 def test_broken_user_module_is_a_loud_error_naming_it(output, problem):

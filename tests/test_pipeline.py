@@ -99,8 +99,10 @@ def test_preferences_to_reward_model_to_ppo_to_filtered_evaluation(tmp_path, cap
     assert set(summary["components"]) == {"learned", "ethics"}
     rows = [json.loads(x) for x in summary_path.with_suffix(".jsonl").read_text().splitlines()]
     assert len(rows) == 6 and sum(r["ethics_unsafe"] for r in rows) == round(6 * summary["ethics_violation_rate"])
-    # the env scored every reply with this reward model: reward = learned * ethics gate, learned = the model's score
+    # the env scored every reply with this reward model: reward = learned, or for an unsafe reply the gate's floor
+    # (learned's lowest value, -5, minus 1); learned = the model's score
     learned = LearnedReward(rm)([r["context"] for r in rows], [r["reply_raw"] for r in rows])
     for row, value in zip(rows, learned):
         assert row["components"]["learned"] == pytest.approx(value, abs=1e-5)
-        assert row["reward"] == pytest.approx(row["components"]["learned"] * row["components"]["ethics"], abs=1e-5)
+        safe = row["components"]["ethics"] == 1.0
+        assert row["reward"] == pytest.approx(row["components"]["learned"] if safe else -6.0, abs=1e-5)

@@ -51,6 +51,9 @@ def _politeness(contexts, responses):
     return [float("please" in r.lower()) for r in responses]
 
 
+_politeness.bounds = (0.0, 1.0)  # a function's range, for FunctionReward (needed to gate it with ethics)
+
+
 def test_register_classes_and_functions_and_duplicates():
     try:
         @rewards.register("test_politeness_cls")
@@ -88,11 +91,13 @@ def test_register_classes_and_functions_and_duplicates():
 USER_MODULE = '''
 class TheirClass:
     name = "theirs"
+    bounds = (0.0, 10.0)  # declared, so the ethics gate can hold it back
     def __call__(self, contexts, responses):
-        return [len(r) / 10 for r in responses]
+        return [min(len(r), 100) / 10 for r in responses]
 
 def their_function(contexts, responses, references=None):
     return [float(ref is not None) for ref in references] if references else [0.0] * len(responses)
+their_function.bounds = (0.0, 1.0)
 '''
 
 

@@ -217,7 +217,8 @@ def test_save_then_load_gives_identical_scores_and_a_reward_module(trained):
     res = comp.score([TEST[0].context] * 2, [TEST[0].chosen, "You idiot, restart it yourself."])
     assert comp.names == ["learned", "ethics"]
     assert res.components["ethics"].tolist() == [1.0, 0.0]
-    assert res.total[0] == pytest.approx(2.0 * res.components["learned"][0], rel=1e-6) and res.total[1] == 0.0
+    assert res.total[0] == pytest.approx(2.0 * res.components["learned"][0], rel=1e-6)
+    assert r.bounds == (-5.0, 5.0) and res.total[1] == comp.gate_floor == 2.0 * -5.0 - 1.0  # below every safe reply
     # picklable without the model inside, and the copy scores the same
     blob = pickle.dumps(comp)
     assert len(blob) < 20_000
@@ -226,6 +227,32 @@ def test_save_then_load_gives_identical_scores_and_a_reward_module(trained):
     good = r([p.context for p in TEST], [p.chosen for p in TEST])
     bad = r([p.context for p in TEST], [p.rejected for p in TEST])
     assert np.mean(np.array(good) > np.array(bad)) >= 0.9
+
+
+def test_the_reward_is_clipped_to_its_bounds(trained):
+    model, cfg, out = trained
+    ctxs, replies = [p.context for p in TEST], [p.chosen for p in TEST] + [p.rejected for p in TEST]
+    ctxs = ctxs + ctxs
+    s = model.score(ctxs, replies)
+    assert s.max() > 0.5 and s.min() < -0.5  # so a clip of 0.5 std cuts both ends
+    narrow = LearnedReward(out, clip=0.5)
+    assert narrow.bounds == (-0.5, 0.5)
+    np.testing.assert_allclose(narrow(ctxs, replies), np.clip(s, -0.5, 0.5), atol=1e-9)
+    raw = LearnedReward(out, clip=0.5, normalize=False)
+    lo, hi = cfg.score_mean - 0.5 * cfg.score_std, cfg.score_mean + 0.5 * cfg.score_std
+    assert raw.bounds == pytest.approx((lo, hi))
+    np.testing.assert_allclose(raw(ctxs, replies), np.clip(model.score(ctxs, replies, normalize=False), lo, hi),
+                               atol=1e-9)
+    # a negative weight: the worst safe total is -1 * 5, the gated one -6; real replies included
+    flipped = rewards.make({"learned": {"weight": -1.0, "path": str(out)}, "ethics": 1.0})
+    total = flipped(ctxs + [ctxs[0]], replies + ["You idiot, restart it yourself."])
+    assert flipped.gate_floor == -6.0 == total[-1] < total[:-1].min() and total[:-1].min() >= -5.0
+    free = LearnedReward(out, clip=None)
+    assert free.bounds is None and free(ctxs, replies) == pytest.approx(s.tolist(), abs=1e-9)
+    with pytest.raises(ValueError, match="no bounds"):  # unclipped, nothing is sure to score below it
+        rewards.make({"learned": {"weight": 1.0, "path": str(out), "clip": None}, "ethics": 1.0})
+    with pytest.raises(ValueError, match="clip must be"):
+        LearnedReward(out, clip=0)
 
 
 def test_the_path_may_come_from_the_environment(trained, monkeypatch):

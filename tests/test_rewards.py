@@ -236,12 +236,15 @@ def test_default_composite_is_the_seeds_reward_gated_by_ethics(minilm):
     assert res.total.dtype == np.float32 and res.total.shape == (3,)
     c = res.components
     assert set(c) == set(r.names) and all(v.dtype == np.float32 and v.shape == (3,) for v in c.values())
-    np.testing.assert_allclose(res.total, (c["coherence"] + c["sentiment"] + c["consistency"]) * c["ethics"],
-                               rtol=1e-6)
+    ungated = c["coherence"] + c["sentiment"] + c["consistency"]
+    np.testing.assert_allclose(res.total[[0, 2]], ungated[[0, 2]], rtol=1e-6)
     assert list(c["ethics"]) == [1.0, 0.0, 1.0]
-    assert res.total[1] == 0.0  # blocklisted reply gated to 0
-    assert res.details == [{}, {"ethics": "blocklist: 'idiot'"}, {}]
-    assert res.item(1)["details"] == {"ethics": "blocklist: 'idiot'"}
+    # blocklisted reply: the floor, 1 below the lowest sum the parts can produce (0 - 1 - 1)
+    assert r.gate_floor == -3.0 and res.total[1] == -3.0
+    gate = {"value": 0.0, "total": -3.0, "ungated": pytest.approx(float(ungated[1]), abs=1e-6), "floor": -3.0,
+            "reason": "ethics: blocklist: 'idiot'"}
+    assert res.details == [{}, {"ethics": "blocklist: 'idiot'", "gate": gate}, {}]
+    assert res.item(1)["details"] == {"ethics": "blocklist: 'idiot'", "gate": gate}
     np.testing.assert_array_equal(r([WIFI] * 3, replies, references=["Sorry! Please restart your router.",
                                                                      None, None]), res.total)
 
@@ -264,14 +267,16 @@ def test_weights_ctor_kwargs_gate_key_and_options():
     with pytest.raises(TypeError, match="weight"):
         rewards.make({"length": "heavy"})
 
-    # an explicit gate multiplies the total; weight 0 reports a gate without applying it
+    # an explicit gate g interpolates between the ungated total and the floor (length's -1, minus 1);
+    # weight 0 reports a gate without applying it
     gated = rewards.make({"length": 1.0, "gate": rewards.FunctionReward(_half_gate, name="half")})
-    assert gated.components[1].gate
-    np.testing.assert_allclose(gated([[]] * 2, ["a", "b"]), [-2 / 3 * 0.5] * 2, rtol=1e-6)
+    assert gated.components[1].gate and gated.gate_floor == -2.0
+    np.testing.assert_allclose(gated([[]] * 2, ["a", "b"]), [0.5 * -2 / 3 + 0.5 * -2.0] * 2, rtol=1e-6)
+    assert gated.score([[]], ["a"]).details[0]["gate"]["reason"] == "half = 0.5"
     strict = rewards.make({"length": 1.0, "gate": {"spec": "ethics", "blocklist": ["hold"]}})
     assert strict.names == ["length", "ethics"]
-    np.testing.assert_allclose(strict([[]] * 2, ["Hold.", "Wait."]), [0.0, -2 / 3], rtol=1e-6)
-    assert strict.score([[]], ["Please hold on."]).details == [{"ethics": "blocklist: 'hold'"}]
+    np.testing.assert_allclose(strict([[]] * 2, ["Hold.", "Wait."]), [-2.0, -2 / 3], rtol=1e-6)
+    assert strict.score([[]], ["Please hold on."]).details[0]["ethics"] == "blocklist: 'hold'"
     logged = rewards.make({"length": 1.0, "ethics": 0.0})
     res = logged.score([[]], ["You idiot."])
     assert res.total[0] == pytest.approx(-1 / 3) and res.components["ethics"][0] == 0.0
@@ -462,7 +467,7 @@ def test_to_trl_conversational_format_with_a_composite(minilm):
     out, metrics, name = _trl_calculate_rewards(fn, inputs, completions)
     expected = rewards.make_composite(spec).score([prompt] * 3, texts, references=["Please restart the router."] * 3)
     assert out[:, 0].tolist() == pytest.approx(expected.total.tolist(), abs=1e-6)
-    assert out[1, 0].item() == 0.0  # gated by ethics
+    assert out[1, 0].item() == rewards.make_composite(spec).gate_floor == -2.0  # gated by ethics: 0 - 1 - 1
     assert name == "reward"
     logged = dict(metrics)
     assert logged["rewards/reward/sentiment"] == pytest.approx(float(expected.components["sentiment"].mean()))
