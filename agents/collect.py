@@ -302,8 +302,9 @@ def _reply_record(infos: dict, i: int, reward: float) -> dict:
 
 
 def item_dict(vector_info: dict, i: int) -> dict:
-    """Sub-env ``i``'s entries of a nested vector-info dict (values with their ``_key`` masks)."""
-    return {k: v[i] for k, v in vector_info.items()
+    """Sub-env ``i``'s entries of a vector-info dict (values with their ``_key`` masks), nested dicts included (the
+    ethics gate's ``reward_details["gate"]`` is one)."""
+    return {k: item_dict(v, i) if isinstance(v, dict) else v[i] for k, v in vector_info.items()
             if not k.startswith("_") and vector_info.get(f"_{k}", np.ones(i + 1, bool))[i]}
 
 

@@ -87,3 +87,34 @@ def test_agents_use_only_the_public_env_surface():
             if internal.search(line):
                 offenders.append(f"{path.name}:{n}: {line.strip()}")
     assert not offenders, offenders
+
+
+class _Scripted:
+    """A predict agent that writes given token ids, one per step, on Dialogue-v0 (one script per sub-env)."""
+
+    observation_kind = "tokens"
+
+    def __init__(self, scripts):
+        self.scripts, self.t = scripts, 0
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        if episode_start is not None and np.all(episode_start):
+            self.t = 0
+        actions = np.asarray([s[min(self.t, len(s) - 1)] for s in self.scripts])
+        self.t += 1
+        return actions, state
+
+
+def test_a_gated_reply_keeps_the_gates_nested_details_through_the_collector():
+    venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=2, vectorization_mode="vector_entry_point",
+                        model="tiny-random", reward={"length": 1.0, "ethics": 1.0}, max_new_tokens=24,
+                        max_context_tokens=256)
+    tok = venv.unwrapped.tokenizer
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    scripts = [tok("Shut up, idiot.", add_special_tokens=False)["input_ids"] + [eos],
+               tok("Sorry, no.", add_special_tokens=False)["input_ids"] + [eos]]
+    ro = collect(venv, _Scripted(scripts), dialogue_indices=[0, 1])
+    assert ro.responses == ["Shut up, idiot.", "Sorry, no."]
+    gate = ro.details[0]["gate"]
+    assert gate["reason"].startswith("ethics: blocklist") and ro.scores[0] == pytest.approx(gate["floor"])
+    assert "gate" not in ro.details[1] and ro.scores[1] > ro.scores[0]
