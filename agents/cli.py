@@ -25,10 +25,7 @@ def _cmd_train(args) -> int:
     if args.config:
         from agents.presets import resolve_config
 
-        try:
-            config = resolve_config(args.config)
-        except FileNotFoundError as err:
-            raise SystemExit(f"dialogue-rl train: {err}") from None
+        config = resolve_config(args.config)  # a missing preset is a ConfigError: one line, no traceback
         cfg = PPOConfig.from_yaml(config, **overrides)
     else:
         cfg = PPOConfig.from_dict(overrides)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from rewards.utils import ConfigFileNotFoundError
+
 PRESETS_PACKAGE = "agents"
 PRESETS_FOLDER = "configs"
 
@@ -24,7 +26,7 @@ def preset_names() -> list[str]:
 
 def resolve_config(name_or_path) -> Path:
     """A config file: an existing path as given, else the shipped preset of that name (``demo``, ``demo.yaml`` or
-    ``configs/demo.yaml``). Anything else raises ``FileNotFoundError`` listing the presets."""
+    ``configs/demo.yaml``). Anything else raises ``ConfigFileNotFoundError`` (a ``FileNotFoundError``) listing the presets."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
@@ -32,7 +34,7 @@ def resolve_config(name_or_path) -> Path:
     shipped = resources.files(PRESETS_PACKAGE) / PRESETS_FOLDER / f"{name}.yaml"
     if (path.parent == Path(".") or path.parent.name == PRESETS_FOLDER) and shipped.is_file():
         return Path(str(shipped))
-    raise FileNotFoundError(f"config {name_or_path!s} is neither a file nor a shipped preset; presets: "
+    raise ConfigFileNotFoundError(f"config {name_or_path!s} is neither a file nor a shipped preset; presets: "
                             f"{', '.join(preset_names())} (e.g. --config demo), or give the path of a YAML file")
 
 

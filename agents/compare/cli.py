@@ -74,10 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.stochastic:
         settings["deterministic"] = False
     agents = settings.pop("agents", None)
-    try:
-        compare(agents, out=args.out, config=args.config, progress=not args.no_progress, **settings)
-    except (FileNotFoundError, ValueError) as err:  # a bad setting or preset: the message names it and the fix
-        raise SystemExit(f"dialogue-rl compare: {err}") from None
+    # a bad setting or preset raises the project's ConfigError: dialogue-rl prints its message alone (agents.cli)
+    compare(agents, out=args.out, config=args.config, progress=not args.no_progress, **settings)
     return 0
 
 

@@ -123,12 +123,13 @@ def observation_kind(agent: Any) -> str:
 def _ppo_config(cfg: CompareConfig, seed: int):
     from agents.ppo.config import PPOConfig
     from agents.presets import resolve_config
+    from rewards.utils import ConfigFileNotFoundError
 
     name = cfg.ppo_config or ("tiny" if cfg.model == "tiny-random" else "demo")
     try:
         path = resolve_config(name)
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"ppo_config: {err}") from None
+    except ConfigFileNotFoundError as err:
+        raise ConfigFileNotFoundError(f"ppo_config: {err}") from None
     data = PPOConfig.read_yaml(path)
     data.update({"model": cfg.model, "dataset": cfg.dataset, "reward": cfg.reward, "seed": seed,
                  "max_new_tokens": cfg.max_new_tokens, "max_context_tokens": cfg.max_context_tokens,
