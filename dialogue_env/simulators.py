@@ -233,8 +233,9 @@ class LMCustomer:
                 tokens = logits.argmax(-1)
             else:
                 probs = torch.softmax(logits / self.temperature, dim=-1)
-                tokens = torch.stack([torch.multinomial(probs[j], 1, generator=generators[j]).squeeze(0)
-                                      for j in range(M)])
+                tokens = torch.zeros(M, dtype=torch.long)
+                for j in torch.nonzero(~done).flatten().tolist():  # a finished row draws nothing: its stream is
+                    tokens[j] = torch.multinomial(probs[j], 1, generator=generators[j])[0]  # the same in any batch
             tokens = torch.where(done, torch.zeros_like(tokens), tokens)
             out[:, t] = tokens
             n += (~done).long()
