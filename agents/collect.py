@@ -80,6 +80,7 @@ class LMActor:
     """A causal LM choosing every token of ``Dialogue-v0``, with one batched KV cache."""
 
     observes_tokens = True
+    writes_tokens = True  # a multi-turn rollout of it is interleaved (the token stream it wrote in)
 
     def __init__(self, lm, num_envs: int, *, temperature: float = 1.0, greedy: bool = False,
                  generator: torch.Generator | None = None, capture_layer: int | None = None,
@@ -93,7 +94,7 @@ class LMActor:
         self.captured: list[torch.Tensor] = []
         self.logits: torch.Tensor | None = None  # (B, V) next-token logits of every row
 
-    def start(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    def start(self, ids: torch.Tensor, mask: torch.Tensor, infos=None) -> None:
         rows = np.arange(len(ids))
         self.logits, hidden = self.decoder.prefill(rows, ids, mask, share=self.share)
         self.captured = [hidden] if self.capture else []
@@ -108,7 +109,7 @@ class LMActor:
         done_t = torch.as_tensor(done, device=action.device)
         return torch.where(done_t, torch.full_like(action, filler), action), None
 
-    def observe(self, tokens: torch.Tensor, active: np.ndarray, new_context: np.ndarray, env) -> None:
+    def observe(self, tokens: torch.Tensor, active: np.ndarray, new_context: np.ndarray, env, infos=None) -> None:
         """Feed the tokens just written; encode the new context of sub-envs whose next turn began."""
         self.logits, hidden = self.decoder.advance(tokens, torch.as_tensor(active))
         if self.capture:
@@ -133,7 +134,7 @@ class PredictActor:
         self.space = venv.single_action_space
         self.state, self.episode_start = None, None
 
-    def start(self, ids, mask) -> None:
+    def start(self, ids, mask, infos=None) -> None:
         self.state, self.episode_start = None, np.ones(len(ids), dtype=bool)
 
     def act(self, obs, filler: int, done: np.ndarray):
@@ -145,7 +146,7 @@ class PredictActor:
         logp = None if lp is None else torch.as_tensor(np.asarray(lp, dtype=np.float64).reshape(n)).float()
         return actions, logp
 
-    def observe(self, tokens, active, new_context, env) -> None:
+    def observe(self, tokens, active, new_context, env, infos=None) -> None:
         self.episode_start = np.zeros(len(active), dtype=bool)
 
 
@@ -216,14 +217,16 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     """
     env = venv.unwrapped
     B = venv.num_envs
-    if isinstance(actor, torch.nn.Module):
+    if hasattr(actor, "runner"):  # an actor that brings its own runner (agents.best_of_n.BestOfN)
+        runner: Any = actor.runner(venv, generator=generator)
+    elif isinstance(actor, torch.nn.Module):
         if not hasattr(venv, "single_action_space") or venv.single_action_space.n != env.vocab_size:
             raise ValueError("a language-model actor writes token ids: collect it on dialogue_env/Dialogue-v0 "
                              "(an agent with predict() can use DialogueTopK-v0)")
         if capture_layer is not None and env.turns != 1:
             raise ValueError("capture_layer (trunk states for PPO) needs one reply per episode: make the env with "
                              "turns=1")
-        runner: Any = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
+        runner = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
                               capture_layer=capture_layer, share_prefill=share_prefill)
     elif hasattr(actor, "predict"):
         runner = PredictActor(actor, venv, deterministic=deterministic)
@@ -233,9 +236,9 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     options = {"reset_mask": np.ones(B, dtype=bool)}
     if dialogue_indices is not None:
         options["dialogue_indices"] = np.asarray(dialogue_indices)
-    obs, _ = venv.reset(seed=seed, options=options)
+    obs, reset_infos = venv.reset(seed=seed, options=options)
     query_ids, query_mask = env.context_tokens()  # (B, Lq)
-    runner.start(query_ids, query_mask)
+    runner.start(query_ids, query_mask, reset_infos)
     filler = filler_token(env)
     limit = env.max_new_tokens * env.turns  # an episode has at most this many agent steps
     tokens_t, live_t, logp_t, ref_t = [], [], [], []
@@ -244,7 +247,7 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     turns: list[list[dict]] = [[] for _ in range(B)]
     known_logp = True
     steps = 0
-    stream = ConversationStream(B) if isinstance(runner, LMActor) and env.turns > 1 else None
+    stream = ConversationStream(B) if getattr(runner, "writes_tokens", False) and env.turns > 1 else None
     while True:
         actions, logp = runner.act(obs, filler, done)
         obs, rewards, term, trunc, infos = venv.step(actions)
@@ -273,7 +276,7 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
         done |= over
         if done.all() or steps >= limit:
             break
-        runner.observe(tokens_t[-1], ~done, reply_end & ~over, env)
+        runner.observe(tokens_t[-1], ~done, reply_end & ~over, env, infos)
     T = steps
     response_ids = torch.stack(tokens_t, dim=1).to(env.device)  # (B, T)
     response_mask = torch.stack(live_t, dim=1).long().to(env.device)  # (B, T)

@@ -118,16 +118,19 @@ def turn_info(batch: DialogueBatch, end, j: int) -> dict:
     """The multi-turn part of a reply-end info: ``turn_reward`` (this reply's own reward), ``turn_rewards`` (every
     reply's so far), and, on the episode's last reply, ``outcome`` ("resolved" / "gave_up" from an LM customer, else
     None), ``outcome_reward`` and ``outcome_components`` (the step's reward is the turn reward plus the outcome
-    reward, so ``sum(turn_rewards) + outcome_reward`` is the episode's return). While the episode goes on, the token
-    env adds ``user_token_ids``: the tokens it appended after the reply (the end of the turn and the user's next
+    reward, so ``sum(turn_rewards) + outcome_reward`` is the episode's return). While the episode goes on:
+    ``next_context`` (the history the next reply answers, the user's new turn included), ``next_reference``, and in
+    the token env ``user_token_ids``: the tokens it appended after the reply (the end of the turn and the user's next
     message in the chat template)."""
     row = int(end.rows[j])
     info = {"turn_reward": float(end.turn_total[j]), "turn_rewards": list(batch.turn_rewards[row])}
     if end.episode_over[j]:
         info.update(outcome=end.outcomes[j], outcome_reward=float(end.outcome_total[j]),
                     outcome_components={k: float(v[j]) for k, v in end.outcome_components.items()})
-    elif end.next_ids is not None and end.next_ids[j] is not None:
-        info["user_token_ids"] = [int(t) for t in end.next_ids[j]]
+    else:
+        info.update(next_context=[dict(m) for m in batch.histories[row]], next_reference=batch.references[row])
+        if end.next_ids is not None and end.next_ids[j] is not None:
+            info["user_token_ids"] = [int(t) for t in end.next_ids[j]]
     return info
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .kvcache import CachedDecoder
+from .kvcache import CachedDecoder, sample_replies
 
 RESOLVED, GAVE_UP = "resolved", "gave_up"
 OUTCOMES = (RESOLVED, GAVE_UP)
@@ -221,29 +221,10 @@ class LMCustomer:
         prompts = [self.tok.apply_chat_template(customer_view(customer_system_prompt(g), h), tokenize=False,
                                                 add_generation_prompt=True) for g, h in zip(goals, histories)]
         enc = self.tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt")
-        M = len(prompts)
-        decoder = CachedDecoder(self.lm, M)
-        logits, _ = decoder.prefill(np.arange(M), enc["input_ids"], enc["attention_mask"])
-        out = torch.zeros((M, self.max_new_tokens), dtype=torch.long)
-        done = torch.zeros(M, dtype=torch.bool)
-        n = torch.zeros(M, dtype=torch.long)
-        for t in range(self.max_new_tokens):
-            logits = logits.float().cpu()  # (M, V)
-            if self.greedy:
-                tokens = logits.argmax(-1)
-            else:
-                probs = torch.softmax(logits / self.temperature, dim=-1)
-                tokens = torch.zeros(M, dtype=torch.long)
-                for j in torch.nonzero(~done).flatten().tolist():  # a finished row draws nothing: its stream is
-                    tokens[j] = torch.multinomial(probs[j], 1, generator=generators[j])[0]  # the same in any batch
-            tokens = torch.where(done, torch.zeros_like(tokens), tokens)
-            out[:, t] = tokens
-            n += (~done).long()
-            done = done | torch.isin(tokens, self.eos.cpu())
-            if bool(done.all()) or t + 1 == self.max_new_tokens:
-                break
-            logits, _ = decoder.advance(tokens, ~done)
-        return [self.tok.decode(out[j, : int(n[j])].tolist(), skip_special_tokens=True).strip() for j in range(M)]
+        out = sample_replies(self.lm, enc["input_ids"], enc["attention_mask"], max_new_tokens=self.max_new_tokens,
+                             eos_ids=self.eos.tolist(), generators=generators, temperature=self.temperature,
+                             greedy=self.greedy)
+        return [self.tok.decode(tokens, skip_special_tokens=True).strip() for tokens in out]
 
 
 __all__ = ["ANSWER_HINT", "CUSTOMER_PROMPT", "VERDICT_HINT", "VERDICT_PROMPT", "GAVE_UP", "OUTCOMES", "PERSONAS", "RESOLVED", "CustomerTurn",

@@ -110,3 +110,31 @@ def test_three_turn_ppo_iteration_masks_the_simulator_tokens(tmp_path, monkeypat
         torch.testing.assert_close(same[key], params[key], rtol=0, atol=0)
     _, changed = _three_turn_iteration(tmp_path, monkeypatch, "agent")  # the test can tell: agent tokens matter
     assert any(not torch.equal(changed[k], params[k]) for k in params)
+
+
+def test_best_of_n_plays_the_candidate_the_reward_prefers(one_thread):
+    from agents.best_of_n import BestOfN
+
+    lm = load_policy("tiny-random")[0]
+    venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=4, vectorization_mode="vector_entry_point", turns=2,
+                        **{**ENV, "max_new_tokens": 8})
+    chosen = []
+    reward = venv.unwrapped.reward_module
+    real_score = reward.score
+
+    def spy(contexts, responses, references=None, **kw):  # the runner's candidate batches are 5 per context
+        result = real_score(contexts, responses, references=references, **kw)
+        if len(responses) % 5 == 0 and len(responses) > 4:
+            chosen.append(np.asarray(result.total).reshape(-1, 5).max(1))
+        return result
+
+    reward.score = spy
+    ro = collect(venv, BestOfN(lm, n=5, temperature=1.0), seed=0, dialogue_indices=[0, 1, 2, 3],
+                 generator=torch.Generator().manual_seed(0))
+    reward.score = real_score
+    assert ro.interleaved and ro.logprobs is None
+    best = sorted(float(x) for batch in chosen for x in batch)
+    played = sorted(float(rec["turn_reward"]) for t in ro.turns for rec in t)
+    assert played == pytest.approx(best)  # every reply the env scored is its turn's best candidate
+    plain = collect(venv, lm, seed=0, dialogue_indices=[0, 1, 2, 3], generator=torch.Generator().manual_seed(0))
+    assert np.mean(played) > np.mean([rec["turn_reward"] for t in plain.turns for rec in t])
