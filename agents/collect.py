@@ -6,7 +6,11 @@ episode is over, with one of two kinds of actor:
 - a **causal language model** (a ``torch.nn.Module``) on ``Dialogue-v0``: it samples each token from
   ``softmax(logits / temperature)`` (or takes the argmax), reusing one batched KV cache
   (:class:`dialogue_env.kvcache.CachedDecoder`): the context is encoded once, each step feeds one token, and in a
-  multi-turn episode the next context of a sub-env is encoded and spliced in;
+  multi-turn episode the next context of a sub-env is encoded and spliced in. Its multi-turn rollouts are
+  *interleaved*: ``response_ids`` is the whole conversation after the first context (:class:`ConversationStream`),
+  ``response_mask`` marks the agent's tokens, ``token_scores`` holds each reply's reward on its last token;
+- an object with a ``runner(venv, generator)`` method that returns its own runner (``start`` / ``act`` /
+  ``observe``, e.g. :class:`agents.best_of_n.BestOfN`);
 - anything with Stable-Baselines3's ``predict(observation, state, episode_start, deterministic)`` on any of the
   env ids and wrappers (``DialogueTopK-v0`` + ``TopKFeatures`` for SB3 models, ``Dialogue-v0`` itself, ...). Its
   observations are whatever the wrapped env gives, batched; it must return one action per sub-env.

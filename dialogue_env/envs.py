@@ -232,7 +232,15 @@ class DialogueEnv(DialogueSurface, gym.Env):
     Reset: ``context`` (the chat history without the system prompt), ``reference`` (the dataset's reply, or None),
     ``dialogue_id``, ``intent``, ``turn`` = 0, ``context_truncated``. A step that ends a reply adds ``response``
     (decoded text), ``reward_components``, ``reward_details``, ``context`` (the history it answered),
-    ``reference`` and ``turn`` (replies written so far). Other steps return ``{}``.
+    ``reference`` and ``turn`` (replies written so far), plus the per-turn fields of :func:`turn_info`
+    (``turn_reward``, ``turn_rewards``; on the last reply ``outcome``, ``outcome_reward``, ``outcome_components``;
+    otherwise ``next_context``, ``next_reference``, ``user_token_ids``). Other steps return ``{}``.
+
+    ## Multi-turn
+    With ``turns > 1`` the context of the next reply is the token stream so far (the agent's tokens exactly as it
+    wrote them) plus the user simulator's turn in the chat template, up to the next generation prompt
+    (``info["user_token_ids"]``), left-truncated to ``max_context_tokens``. The step reward on a reply's last token
+    is its turn reward, plus the outcome reward on the episode's last reply.
 
     ## Arguments
     - ``model`` (str, "smollm2-135m"): model name whose tokenizer and vocabulary define the spaces: "smollm2-135m",
@@ -242,7 +250,11 @@ class DialogueEnv(DialogueSurface, gym.Env):
     - ``reward`` (None): a reward name, a ``{name: weight}`` dict, or a reward module; None = ``rewards.DEFAULT_SPEC``.
     - ``max_new_tokens`` (48), ``max_context_tokens`` (512), ``turns`` (1).
     - ``system_prompt`` ("auto"): a string, None for none, or "auto" (a customer-service prompt for that dataset).
-    - ``user_simulator`` ("replay"): replay the dataset's user turns, or a callable ``(history) -> str | None``.
+    - ``user_simulator`` ("replay"): replay the dataset's user turns, a callable ``(history) -> str | None``, or
+      "lm": a local LM plays the customer and ends each conversation resolved or gave up
+      (``dialogue_env.simulators.LMCustomer``, model ``simulator_model``, "smollm2-135m").
+    - ``outcome_reward`` ("auto"): a reward spec scored once per episode on its last reply with the simulator's
+      ``outcomes=`` ("auto": ``"resolution"`` with the LM customer, else none; None for none).
     - ``device`` ("cpu"): where the token state and reward models live. ``render_mode``: None or "ansi".
 
     ## Public members (on ``env.unwrapped``, read-only)
