@@ -205,3 +205,39 @@ def test_lora_reference_is_the_base_with_adapters_off_held_once():
     torch.testing.assert_close(ref, expected, rtol=1e-4, atol=1e-4)
     assert float((pol - expected).abs().max()) > 1e-2
     assert [n for n, p in policy.named_parameters() if p.requires_grad] == trainable  # adapters still trainable
+
+
+def test_lora_under_ddp_gives_the_one_process_adapters(tmp_path):
+    pytest.importorskip("peft")
+    lora = [*SMALL, "total_iterations=1", "lora_r=4", "num_layers_unfrozen=-1"]
+    _run(None, tmp_path / "one", *lora, "seed_per_reply=true")
+    _run(2, tmp_path / "two", *lora)
+    one = _trainable(tmp_path / "one" / "checkpoints" / "iter-000001")
+    two = _trainable(tmp_path / "two" / "checkpoints" / "iter-000001")
+    assert any("lora_" in k for k in one) and all("lora_" in k or k.startswith("value_head") for k in one)
+    assert _max_diff(one, two) < TOL
+
+
+def test_the_documented_command_works_from_an_installed_copy(tmp_path):
+    """``torchrun --nproc_per_node 2 -m agents.ppo.train --config tiny --out DIR`` with the package installed (no
+    source tree on the path, the config taken by name from the package)."""
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "runs", "results", "build", "dist",
+                                                                 "*.egg-info", "__pycache__", ".*cache", "tests"))
+    site = tmp_path / "site"
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                          "--target", str(site), str(source)], capture_output=True, text=True, timeout=600)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    env = {**_env(), "PYTHONPATH": str(site)}
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m",
+                           "agents.ppo.train", "--config", "tiny", "--out", "run", "--no-progress", "--set",
+                           "logger=none", "final_split=null"], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert done.stdout.count("[dialogue-rl] run directory: run") == 1  # rank 0 speaks
+    assert latest_checkpoint(work / "run").name == "iter-000002"
+    where = subprocess.run([sys.executable, "-c", "import agents.ppo.distributed as m; print(m.__file__)"], cwd=work,
+                           env=env, capture_output=True, text=True)
+    assert where.stdout.strip().startswith(str(site))

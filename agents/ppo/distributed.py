@@ -87,19 +87,21 @@ class Dist:
 def setup(device: str) -> tuple[Dist, str]:
     """Join the process group when started by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
     ``MASTER_ADDR`` in the environment): ``nccl`` when ``device`` is CUDA (each process on ``cuda:LOCAL_RANK``),
-    ``gloo`` otherwise. Returns the :class:`Dist` and the device this process uses. A plain process gets
-    ``Dist()`` and ``device`` unchanged."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return Dist(), device
+    ``gloo`` otherwise; or use the default group a launcher already made. Returns the :class:`Dist` and the
+    device this process uses. A plain process gets ``Dist()`` and ``device`` unchanged."""
     import torch.distributed as tdist
 
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    owns = not tdist.is_initialized()  # a launcher that made the group itself (Ray Train's TorchTrainer) is joined
+    if owns and ("RANK" not in os.environ or "WORLD_SIZE" not in os.environ):
+        return Dist(), device
+    rank = int(os.environ["RANK"]) if owns else tdist.get_rank()
+    world = int(os.environ["WORLD_SIZE"]) if owns else tdist.get_world_size()
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     cuda = torch.device(device).type == "cuda"
     if cuda:
+        local_rank %= torch.cuda.device_count()  # a launcher may show each process its own GPU only
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(local_rank)
-    owns = not tdist.is_initialized()
     if owns:
         # rank 0 evaluates alone while the others wait at a barrier: allow a long evaluation
         tdist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2),
