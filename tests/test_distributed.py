@@ -241,3 +241,15 @@ def test_the_documented_command_works_from_an_installed_copy(tmp_path):
     where = subprocess.run([sys.executable, "-c", "import agents.ppo.distributed as m; print(m.__file__)"], cwd=work,
                            env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(site))
+
+
+def test_early_stopping_and_the_time_budget_stop_every_rank_together(tmp_path):
+    # target_kl: the epochs stop after the first minibatch whose (global) approx_kl exceeds it; a rank deciding on
+    # its own rows alone would leave the other waiting in DDP's all-reduce. time_limit_s: one iteration, then all stop.
+    stop = [*SMALL, "total_iterations=5", "target_kl=1e-9", "time_limit_s=0.001"]
+    _run(None, tmp_path / "one", *stop, "seed_per_reply=true")
+    _run(2, tmp_path / "two", *stop)
+    for run in ("one", "two"):
+        assert latest_checkpoint(tmp_path / run).name == "iter-000001"
+    assert _max_diff(_trainable(tmp_path / "one" / "checkpoints" / "iter-000001"),
+                     _trainable(tmp_path / "two" / "checkpoints" / "iter-000001")) < TOL

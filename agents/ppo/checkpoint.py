@@ -193,7 +193,7 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
         write_trainer_state(tmp, capture_state(iteration, policy, optimizer, kl_ctl, gen, sampler, progress,
                                                sharded=sharded_dir is not None))
         if sharded_dir is not None:
-            os.replace(sharded_dir, tmp / SHARDED)
+            shutil.move(sharded_dir, tmp / SHARDED)  # into the directory atomic_directory publishes
         meta = {"format": FORMAT, "version": VERSION, "iteration": iteration, "base_model": cfg.model,
                 "config": cfg.to_dict(), "progress": progress}
         atomic_write_text(tmp / META, json.dumps(meta, indent=2, default=str))

@@ -192,7 +192,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     and nothing in ``out`` is touched. Leftovers of an interrupted checkpoint write are removed first.
 
     Under ``torchrun`` every process runs this function on its shard of the batch (``agents.ppo.distributed``);
-    rank 0 logs, evaluates and writes the checkpoints, every rank returns the same progress."""
+    rank 0 logs, evaluates and writes the checkpoints (the summaries are returned on rank 0 only)."""
     cfg.validate()
     dist, device = ddp.setup(cfg.device)
     try:
