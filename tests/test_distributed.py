@@ -253,3 +253,27 @@ def test_early_stopping_and_the_time_budget_stop_every_rank_together(tmp_path):
         assert latest_checkpoint(tmp_path / run).name == "iter-000001"
     assert _max_diff(_trainable(tmp_path / "one" / "checkpoints" / "iter-000001"),
                      _trainable(tmp_path / "two" / "checkpoints" / "iter-000001")) < TOL
+
+
+def test_minibatch_weights_make_the_mean_over_ranks_the_global_token_mean():
+    from agents.ppo import distributed as ddp
+
+    g = torch.Generator().manual_seed(0)
+    B, world = 12, 3
+    lengths = torch.randint(1, 9, (B,), generator=g)
+    values = [torch.randn(int(n), generator=g) for n in lengths]  # per-token losses of each row
+    rows = torch.tensor([0, 5, 6, 7, 11])  # rank 0 holds 0, rank 1 holds 5, 6, 7, rank 2 holds 11
+    expected = torch.cat([values[i] for i in rows.tolist()]).mean()
+    total, shares = 0.0, 0.0
+    for rank in range(world):
+        d = ddp.Dist(rank=rank, world=world, launched=True)
+        local, weight, share = ddp.minibatch(d, rows, lengths, B)
+        mine = [int(i) + rank * B // world for i in local]
+        assert all(r in rows.tolist() for r in mine)
+        total += weight * float(torch.cat([values[i] for i in mine]).mean()) / world  # what DDP averages
+        shares += share
+    assert abs(total - float(expected)) < 1e-6 and abs(shares - 1.0) < 1e-9
+    # a rank with none of the minibatch's rows runs one of its rows with weight 0 (DDP needs its backward)
+    local, weight, share = ddp.minibatch(ddp.Dist(rank=1, world=world, launched=True), torch.tensor([0, 11]),
+                                         lengths, B)
+    assert len(local) == 1 and weight == 0.0 and share == 0.0
