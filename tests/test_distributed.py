@@ -277,3 +277,15 @@ def test_minibatch_weights_make_the_mean_over_ranks_the_global_token_mean():
     local, weight, share = ddp.minibatch(ddp.Dist(rank=1, world=world, launched=True), torch.tensor([0, 11]),
                                          lengths, B)
     assert len(local) == 1 and weight == 0.0 and share == 0.0
+
+
+def test_accelerate_launch_starts_the_same_run(two_rank_run, tmp_path):
+    pytest.importorskip("accelerate")
+    out = tmp_path / "acc"
+    done = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m",
+                           "agents.ppo.train", "--config", TINY, "--out", str(out), "--no-progress", "--set", *SMALL,
+                           "total_iterations=1"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-5000:]
+    assert _max_diff(_trainable(out / "checkpoints" / "iter-000001"),
+                     _trainable(two_rank_run / "checkpoints" / "iter-000001")) < TOL
