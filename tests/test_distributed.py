@@ -163,12 +163,15 @@ def test_fsdp2_shards_resume_on_another_world_size(fsdp_run, tmp_path):
     assert _max_diff(_model(latest_checkpoint(out)), _model(fsdp_run / "checkpoints" / "iter-000002")) < TOL
 
 
-def test_world_size_must_split_the_global_batch_into_whole_groups(tmp_path):
+def test_world_size_must_split_the_global_batch_and_replies_have_their_own_seeds(tmp_path):
     done = subprocess.run(_command(2, tmp_path / "run", "num_envs=6", "samples_per_context=2",
                                    "score_baseline=group", "final_split=null", "logger=none"),
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode != 0
     assert "dialogue-rl: error: num_envs=6 is the global batch, split over 2 processes" in done.stderr
+    done = subprocess.run(_command(2, tmp_path / "run", "seed_per_reply=false", "final_split=null", "logger=none"),
+                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "dialogue-rl: error: seed_per_reply=false draws" in done.stderr
 
 
 def test_fsdp_needs_torchrun_and_refuses_lora():

@@ -72,8 +72,8 @@ class PPOConfig(ConfigBase):
     seed_per_reply: bool | None = None
     """Draw each reply's tokens from a generator of its own, seeded by (seed, iteration, row of the global batch),
     so the replies do not depend on how the batch is split over processes: N ranks give the run of one, and a run
-    resumes identically on another world size. None: on under torchrun, off in a plain process (one generator
-    for the whole batch, which is faster)."""
+    resumes identically on another world size. None: on under torchrun (false is refused there), off in a plain
+    process (one generator for the whole batch)."""
     fsdp: bool = False
     """Under torchrun, shard the policy, its value head and the frozen reference over the processes with FSDP2
     (torch.distributed.fsdp.fully_shard, one unit per decoder layer) instead of replicating the trained layers

@@ -118,6 +118,9 @@ def teardown(d: Dist) -> None:
 def check_world_size(cfg, world: int) -> None:
     """``num_envs`` is the global batch: each of the ``world`` processes takes ``num_envs / world`` rows, whole
     groups of ``samples_per_context`` samples. A ``ConfigError`` says which value to change otherwise."""
+    if world > 1 and cfg.seed_per_reply is False:
+        raise ConfigError(f"seed_per_reply=false draws a batch's replies from one generator, which {world} processes "
+                          f"cannot share: set seed_per_reply to true or null (automatic) under torchrun")
     if cfg.num_envs % world or (cfg.num_envs // world) % cfg.samples_per_context:
         raise ConfigError(f"num_envs={cfg.num_envs} is the global batch, split over {world} processes: it must be a "
                           f"multiple of world size x samples_per_context = {world} x {cfg.samples_per_context} "
