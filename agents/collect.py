@@ -6,7 +6,11 @@ episode is over, with one of two kinds of actor:
 - a **causal language model** (a ``torch.nn.Module``) on ``Dialogue-v0``: it samples each token from
   ``softmax(logits / temperature)`` (or takes the argmax), reusing one batched KV cache
   (:class:`dialogue_env.kvcache.CachedDecoder`): the context is encoded once, each step feeds one token, and in a
-  multi-turn episode the next context of a sub-env is encoded and spliced in;
+  multi-turn episode the next context of a sub-env is encoded and spliced in. Its multi-turn rollouts are
+  *interleaved*: ``response_ids`` is the whole conversation after the first context (:class:`ConversationStream`),
+  ``response_mask`` marks the agent's tokens, ``token_scores`` holds each reply's reward on its last token;
+- an object with a ``runner(venv, generator)`` method that returns its own runner (``start`` / ``act`` /
+  ``observe``, e.g. :class:`agents.best_of_n.BestOfN`);
 - anything with Stable-Baselines3's ``predict(observation, state, episode_start, deterministic)`` on any of the
   env ids and wrappers (``DialogueTopK-v0`` + ``TopKFeatures`` for SB3 models, ``Dialogue-v0`` itself, ...). Its
   observations are whatever the wrapped env gives, batched; it must return one action per sub-env.
@@ -54,6 +58,11 @@ class Rollout:
     ref_logprobs: torch.Tensor | None = None  # (B, T) reference log-prob of each token, when the env reports it
     turns: list = field(default_factory=list)  # B lists of per-reply records (response, reward, components, ...)
     stats: dict = field(default_factory=dict)
+    # Multi-turn episodes of an LM actor (turns > 1): response_ids is then the whole conversation after the first
+    # context, the agent's tokens (response_mask 1) interleaved with the env's (the end of each turn and the user's
+    # next message, response_mask 0), so that sequence() is the token stream the policy wrote in.
+    interleaved: bool = False
+    token_scores: torch.Tensor | None = None  # (B, T) each reply's reward on its last token (+ outcome on the last)
 
     @property
     def lengths(self) -> torch.Tensor:
@@ -61,8 +70,9 @@ class Rollout:
 
     def sequence(self):
         """Context + reply minus the last token, with its mask: the input whose logits score every reply token.
-        Returns ``(ids (B, Lq+T-1), mask (B, Lq+T-1))``. One reply per episode (``turns=1``) only."""
-        if any(len(t) > 1 for t in self.turns):
+        Returns ``(ids (B, Lq+T-1), mask (B, Lq+T-1))``. One reply per episode (``turns=1``), or an interleaved
+        multi-turn rollout (the whole conversation; ``response_mask`` picks the agent's tokens)."""
+        if not self.interleaved and any(len(t) > 1 for t in self.turns):
             raise ValueError("Rollout.sequence() needs one reply per episode; this rollout has multi-turn episodes")
         ids = torch.cat([self.query_ids, self.response_ids[:, :-1]], dim=1)
         mask = torch.cat([self.query_mask, torch.ones_like(self.response_ids[:, :-1])], dim=1)
@@ -74,6 +84,7 @@ class LMActor:
     """A causal LM choosing every token of ``Dialogue-v0``, with one batched KV cache."""
 
     observes_tokens = True
+    writes_tokens = True  # a multi-turn rollout of it is interleaved (the token stream it wrote in)
 
     def __init__(self, lm, num_envs: int, *, temperature: float = 1.0, greedy: bool = False,
                  generator: torch.Generator | None = None, capture_layer: int | None = None,
@@ -87,7 +98,7 @@ class LMActor:
         self.captured: list[torch.Tensor] = []
         self.logits: torch.Tensor | None = None  # (B, V) next-token logits of every row
 
-    def start(self, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    def start(self, ids: torch.Tensor, mask: torch.Tensor, infos=None) -> None:
         rows = np.arange(len(ids))
         self.logits, hidden = self.decoder.prefill(rows, ids, mask, share=self.share)
         self.captured = [hidden] if self.capture else []
@@ -105,7 +116,7 @@ class LMActor:
         done_t = torch.as_tensor(done, device=action.device)
         return torch.where(done_t, torch.full_like(action, filler), action), None
 
-    def observe(self, tokens: torch.Tensor, active: np.ndarray, new_context: np.ndarray, env) -> None:
+    def observe(self, tokens: torch.Tensor, active: np.ndarray, new_context: np.ndarray, env, infos=None) -> None:
         """Feed the tokens just written; encode the new context of sub-envs whose next turn began."""
         self.logits, hidden = self.decoder.advance(tokens, torch.as_tensor(active))
         if self.capture:
@@ -130,7 +141,7 @@ class PredictActor:
         self.space = venv.single_action_space
         self.state, self.episode_start = None, None
 
-    def start(self, ids, mask) -> None:
+    def start(self, ids, mask, infos=None) -> None:
         self.state, self.episode_start = None, np.ones(len(ids), dtype=bool)
 
     def act(self, obs, filler: int, done: np.ndarray):
@@ -142,7 +153,7 @@ class PredictActor:
         logp = None if lp is None else torch.as_tensor(np.asarray(lp, dtype=np.float64).reshape(n)).float()
         return actions, logp
 
-    def observe(self, tokens, active, new_context, env) -> None:
+    def observe(self, tokens, active, new_context, env, infos=None) -> None:
         self.episode_start = np.zeros(len(active), dtype=bool)
 
 
@@ -215,14 +226,16 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     """
     env = venv.unwrapped
     B = venv.num_envs
-    if isinstance(actor, torch.nn.Module):
+    if hasattr(actor, "runner"):  # an actor that brings its own runner (agents.best_of_n.BestOfN)
+        runner: Any = actor.runner(venv, generator=generator)
+    elif isinstance(actor, torch.nn.Module):
         if not hasattr(venv, "single_action_space") or venv.single_action_space.n != env.vocab_size:
             raise ValueError("a language-model actor writes token ids: collect it on dialogue_env/Dialogue-v0 "
                              "(an agent with predict() can use DialogueTopK-v0)")
         if capture_layer is not None and env.turns != 1:
             raise ValueError("capture_layer (trunk states for PPO) needs one reply per episode: make the env with "
                              "turns=1")
-        runner: Any = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
+        runner = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
                               capture_layer=capture_layer, share_prefill=share_prefill)
     elif hasattr(actor, "predict"):
         runner = PredictActor(actor, venv, deterministic=deterministic)
@@ -232,9 +245,9 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     options = {"reset_mask": np.ones(B, dtype=bool)}
     if dialogue_indices is not None:
         options["dialogue_indices"] = np.asarray(dialogue_indices)
-    obs, _ = venv.reset(seed=seed, options=options)
+    obs, reset_infos = venv.reset(seed=seed, options=options)
     query_ids, query_mask = env.context_tokens()  # (B, Lq)
-    runner.start(query_ids, query_mask)
+    runner.start(query_ids, query_mask, reset_infos)
     filler = filler_token(env)
     limit = env.max_new_tokens * env.turns  # an episode has at most this many agent steps
     tokens_t, live_t, logp_t, ref_t = [], [], [], []
@@ -243,6 +256,7 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     turns: list[list[dict]] = [[] for _ in range(B)]
     known_logp = True
     steps = 0
+    stream = ConversationStream(B) if getattr(runner, "writes_tokens", False) and env.turns > 1 else None
     while True:
         actions, logp = runner.act(obs, filler, done)
         obs, rewards, term, trunc, infos = venv.step(actions)
@@ -265,14 +279,19 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
             turns[i].append(record)
             scores[i] += record["reward"]
         over = (term | trunc) & live
+        if stream is not None:
+            stream.add(tokens_t[-1], live, reply_end, rewards, infos)
         terminated |= term & live
         done |= over
         if done.all() or steps >= limit:
             break
-        runner.observe(tokens_t[-1], ~done, reply_end & ~over, env)
+        runner.observe(tokens_t[-1], ~done, reply_end & ~over, env, infos)
     T = steps
     response_ids = torch.stack(tokens_t, dim=1).to(env.device)  # (B, T)
     response_mask = torch.stack(live_t, dim=1).long().to(env.device)  # (B, T)
+    token_scores = None
+    if stream is not None:  # the whole conversation: agent tokens interleaved with the env's
+        response_ids, response_mask, token_scores = (x.to(env.device) for x in stream.tensors(filler))
     last = [t[-1] if t else {} for t in turns]
     names: list[str] = []
     for rec in last:
@@ -290,7 +309,45 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
         terminated=terminated, trunk_states=trunk,
         logprobs=torch.stack(logp_t, dim=1) if known_logp and logp_t else None,
         ref_logprobs=torch.stack(ref_t, dim=1) if len(ref_t) == T else None,
-        turns=turns, stats={"env_steps": steps * B})
+        turns=turns, stats={"env_steps": steps * B}, interleaved=stream is not None, token_scores=token_scores)
+
+
+class ConversationStream:
+    """The token stream of B multi-turn episodes after their first context: every agent token, then at each reply
+    that does not end the episode the env's ``info["user_token_ids"]`` (the end of the turn and the user's next
+    message, up to the next generation prompt), and each step reward on the token that earned it. This is exactly
+    the window ``Dialogue-v0`` shows the policy for its next reply (as long as ``max_context_tokens`` does not cut
+    it)."""
+
+    def __init__(self, B: int):
+        self.ids: list[list[int]] = [[] for _ in range(B)]
+        self.agent: list[list[int]] = [[] for _ in range(B)]
+        self.scores: list[list[float]] = [[] for _ in range(B)]
+
+    def add(self, tokens: torch.Tensor, live: np.ndarray, reply_end: np.ndarray, rewards, infos: dict) -> None:
+        next_ids = infos.get("user_token_ids")
+        has_next = infos.get("_user_token_ids", np.zeros(len(live), dtype=bool))
+        for i in np.nonzero(live)[0]:
+            self.ids[i].append(int(tokens[i]))
+            self.agent[i].append(1)
+            self.scores[i].append(float(rewards[i]) if reply_end[i] else 0.0)
+            if reply_end[i] and has_next[i]:
+                extra = [int(t) for t in next_ids[i]]
+                self.ids[i] += extra
+                self.agent[i] += [0] * len(extra)
+                self.scores[i] += [0.0] * len(extra)
+
+    def tensors(self, filler: int):
+        """``(ids, agent mask, scores)``, each (B, T), right-padded (filler, 0, 0)."""
+        T = max(len(x) for x in self.ids)
+        ids = torch.full((len(self.ids), T), filler, dtype=torch.long)
+        mask = torch.zeros((len(self.ids), T), dtype=torch.long)
+        scores = torch.zeros((len(self.ids), T), dtype=torch.float32)
+        for i, (x, a, r) in enumerate(zip(self.ids, self.agent, self.scores)):
+            ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+            mask[i, :len(a)] = torch.tensor(a, dtype=torch.long)
+            scores[i, :len(r)] = torch.tensor(r, dtype=torch.float32)
+        return ids, mask, scores
 
 
 def _reply_record(infos: dict, i: int, reward: float) -> dict:
@@ -303,7 +360,9 @@ def _reply_record(infos: dict, i: int, reward: float) -> dict:
     return {"response": item("response", ""), "reward": reward,
             "components": {k: float(v) for k, v in item_dict(infos.get("reward_components", {}), i).items()},
             "details": item_dict(infos.get("reward_details", {}), i), "context": item("context"),
-            "reference": item("reference"), "dialogue_id": item("dialogue_id"), "turn": item("turn")}
+            "reference": item("reference"), "dialogue_id": item("dialogue_id"), "turn": item("turn"),
+            "turn_reward": item("turn_reward", reward), "outcome": item("outcome"),
+            "outcome_reward": item("outcome_reward", 0.0)}
 
 
 def item_dict(vector_info: dict, i: int) -> dict:
@@ -313,4 +372,4 @@ def item_dict(vector_info: dict, i: int) -> dict:
             if not k.startswith("_") and vector_info.get(f"_{k}", np.ones(i + 1, bool))[i]}
 
 
-__all__ = ["LMActor", "PredictActor", "Rollout", "action_log_prob", "as_actions", "check_agent_space", "collect"]
+__all__ = ["ConversationStream", "LMActor", "PredictActor", "Rollout", "action_log_prob", "as_actions", "check_agent_space", "collect"]

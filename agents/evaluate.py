@@ -353,6 +353,15 @@ def format_table(summaries: Mapping[str, Mapping]) -> str:
     ]
     for k in comps:
         lines.append((f"reward/{k}", [_fmt(s.get("components", {}).get(k)) for s in summaries.values()]))
+    if any("turn_reward" in s for s in summaries.values()):  # multi-turn episodes
+        lines.append(("per-turn reward (± 95% CI)", [
+            f"{_fmt(s['turn_reward'])} ± {_fmt(s.get('turn_reward_ci95'))}" if "turn_reward" in s else "–"
+            for s in summaries.values()]))
+        lines.append(("turns per conversation", [_fmt(s.get("turns"), 2) for s in summaries.values()]))
+    if any("resolution_rate" in s for s in summaries.values()):
+        lines.append(("resolution rate (± 95% CI)", [
+            f"{pct(s['resolution_rate'])} ± {pct(s.get('resolution_rate_ci95'))}" if "resolution_rate" in s else "–"
+            for s in summaries.values()]))
     lines += [
         ("KL to reference", [_fmt(s.get("kl")) for s in summaries.values()]),
         ("perplexity (reference)", [_fmt(s.get("perplexity"), 2) for s in summaries.values()]),

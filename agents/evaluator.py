@@ -65,7 +65,17 @@ def rows_from_rollout(rollout: Rollout, logp: torch.Tensor | None, ref_logp: tor
         "kl": None if kl is None else float(kl[i]),
         "nll": float(nll[i]),
         "n_tokens": int(n_tok[i]),
+        **turn_fields(rollout.turns[i] if rollout.turns else []),
     } for i in range(keep)]
+
+
+def turn_fields(records: list) -> dict:
+    """A multi-turn episode's row fields: ``turn_rewards`` (each reply's own reward), ``outcome`` ("resolved" /
+    "gave_up" / None) and ``outcome_reward``. Empty for a one-reply episode."""
+    if len(records) < 2 and not (records and records[-1].get("outcome") is not None):
+        return {}
+    return {"turn_rewards": [float(r.get("turn_reward", r["reward"])) for r in records],
+            "outcome": records[-1].get("outcome"), "outcome_reward": float(records[-1].get("outcome_reward", 0.0))}
 
 
 LogprobFn = Callable[[Rollout], tuple[Any, torch.Tensor]]
@@ -181,11 +191,29 @@ def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **me
         "mean_length": float(np.mean([len(t.split()) for t in raw])),
         "mean_tokens": float(n_tokens.mean()),
     }
+    summary.update(turn_summary(rows))
     if ethics_stats is None:
         ethics_stats = {"ethics_violation_rate": float(np.mean([bool(row["ethics_unsafe"]) for row in rows]))}
     summary.update(ethics_stats)
     summary.update(meta)
     return summary
+
+
+def turn_summary(rows: Sequence[Mapping]) -> dict:
+    """Multi-turn fields of a summary (none if no row has turns): ``turn_reward`` (mean of each conversation's mean
+    per-turn reward) with its 95% CI over conversations, ``turns`` (mean replies per conversation), and, when the
+    simulator gives outcomes, ``resolution_rate`` with a 95% CI (normal approximation over conversations)."""
+    multi = [row for row in rows if "turn_rewards" in row]
+    if not multi:
+        return {}
+    per = np.asarray([np.mean(row["turn_rewards"]) for row in multi], dtype=np.float64)
+    out = {"turn_reward": float(per.mean()), "turn_reward_ci95": 1.96 * float(per.std()) / math.sqrt(len(per)),
+           "turns": float(np.mean([len(row["turn_rewards"]) for row in multi]))}
+    outcomes = [row.get("outcome") for row in multi]
+    if any(o is not None for o in outcomes):
+        res = np.asarray([o == "resolved" for o in outcomes], dtype=np.float64)
+        out.update(resolution_rate=float(res.mean()), resolution_rate_ci95=1.96 * float(res.std()) / math.sqrt(len(res)))
+    return out
 
 
 __all__ = ["apply_ethics", "distinct_n", "evaluate_actor", "reply_logprobs", "rows_from_rollout", "summarize"]

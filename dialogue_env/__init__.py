@@ -5,6 +5,9 @@
 - ``dialogue_env/DialogueTopK-v0``: the same MDP with ``Discrete(k)`` actions, the reference LM's k most likely
   next tokens (``help(dialogue_env.topk.DialogueTopKEnv)``); ``dialogue_env.wrappers.TopKFeatures`` gives SB3 a
   flat float observation.
+- ``dialogue_env/DialogueUtterance-v0``: utterance-level MDP (action = the whole reply as text, observation = the
+  conversation as text), with a batched twin; ``user_simulator="lm"`` lets a local LM play the customer
+  (``help(dialogue_env.utterance.DialogueUtteranceEnv)``, ``dialogue_env.simulators``).
 
 See ``help(dialogue_env.envs.DialogueEnv)`` for the full manual.
 """
@@ -16,7 +19,7 @@ from .models import ModelNotAvailableError, load_policy, load_tokenizer
 
 __version__ = "0.1.0"
 
-ENV_IDS = ("dialogue_env/Dialogue-v0", "dialogue_env/DialogueTopK-v0")
+ENV_IDS = ("dialogue_env/Dialogue-v0", "dialogue_env/DialogueTopK-v0", "dialogue_env/DialogueUtterance-v0")
 
 if "dialogue_env/Dialogue-v0" not in registry:
     register(
@@ -30,6 +33,13 @@ if "dialogue_env/DialogueTopK-v0" not in registry:
         id="dialogue_env/DialogueTopK-v0",
         entry_point="dialogue_env.topk:DialogueTopKEnv",
         vector_entry_point="dialogue_env.topk:DialogueTopKVectorEnv",
+    )
+
+if "dialogue_env/DialogueUtterance-v0" not in registry:
+    register(
+        id="dialogue_env/DialogueUtterance-v0",
+        entry_point="dialogue_env.utterance:DialogueUtteranceEnv",
+        vector_entry_point="dialogue_env.utterance:DialogueUtteranceVectorEnv",
     )
 
 __all__ = [

@@ -44,6 +44,11 @@ class ReplyEnd:
     episode_over: np.ndarray  # (M,) bool: the episode ended with this reply
     terminated: np.ndarray  # (M,) bool: ended by EOS on the last turn
     truncated: np.ndarray  # (M,) bool: cut at max_new_tokens on the last turn
+    turn_total: np.ndarray | None = None  # (M,) the reply's own reward (total minus the outcome reward)
+    outcomes: list | None = None  # M simulator outcomes ("resolved" / "gave_up" / None) of episodes that ended
+    outcome_total: np.ndarray | None = None  # (M,) outcome reward (0 where the episode goes on or none is set)
+    outcome_components: dict | None = None  # name -> (M,) unweighted outcome-reward components
+    next_ids: list | None = None  # M token lists appended after the reply (None where the episode ended)
 
 
 def int_arg(name: str, value, minimum: int) -> int:
@@ -83,14 +88,18 @@ class DialogueBatch:
     """Tensor state of N dialogue episodes. Not a Gymnasium env: ``DialogueEnv`` and ``DialogueVectorEnv`` wrap it."""
 
     def __init__(self, *, num_envs, tokenizer, dialogues, reward, vocab_size, max_new_tokens, max_context_tokens,
-                 turns, system_prompt, user_simulator, device):
+                 turns, system_prompt, user_simulator, device, outcome_reward=None):
         num_envs = int_arg("num_envs", num_envs, 1)
         max_new_tokens = int_arg("max_new_tokens", max_new_tokens, 1)
         max_context_tokens = int_arg("max_context_tokens", max_context_tokens, 8)
         turns = int_arg("turns", turns, 1)
         vocab_size = int_arg("vocab_size", vocab_size, 1)
-        if not (user_simulator == "replay" or callable(user_simulator)):
-            raise ValueError(f"user_simulator={user_simulator!r}: pass 'replay' or a callable(history) -> str | None")
+        self.lm_simulator = hasattr(user_simulator, "respond")  # dialogue_env.simulators.LMCustomer or alike
+        if not (self.lm_simulator or (isinstance(user_simulator, str) and user_simulator == "replay")
+                or callable(user_simulator)):
+            raise ValueError(f"user_simulator={user_simulator!r}: pass 'replay', 'lm' (a language-model customer) or "
+                             f"a callable(history) -> str | None")
+        self.outcome_reward = outcome_reward
         self.N = int(num_envs)
         self.tok = tokenizer
         self.dialogues = dialogues
@@ -106,6 +115,11 @@ class DialogueBatch:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
         self._check_generation_prompt_fits()
+        self.assistant_closing = self._assistant_closing()
+        if self.lm_simulator:
+            from .simulators import customer_goal
+
+            self.goals = [customer_goal(d) for d in dialogues]
 
         # EOS table: a (V,) bool lookup so that "is this action an end-of-reply token" is one gather.
         eos_ids = {tokenizer.eos_token_id}
@@ -119,7 +133,7 @@ class DialogueBatch:
 
         # Episode plan per dialogue: which reply slots the episode covers.
         self.slots = [d.reply_slots() for d in dialogues]
-        if user_simulator == "replay":
+        if isinstance(user_simulator, str) and user_simulator == "replay":
             self.first_slot = np.array([max(0, len(s) - self.turns) for s in self.slots], dtype=np.int64)
             self.n_replies = np.array([min(self.turns, len(s)) for s in self.slots], dtype=np.int64)
         else:  # a simulator writes the user turns after the first one
@@ -140,6 +154,8 @@ class DialogueBatch:
         self.dlg = np.zeros(N, dtype=np.int64)  # dialogue index per row
         self.reply_no = np.zeros(N, dtype=np.int64)  # 0-based reply number within the episode
         self.histories = [[] for _ in range(N)]  # chat history (no system prompt) the current reply answers
+        self.turn_rewards = [[] for _ in range(N)]  # per row: the reward of each reply of the episode so far
+        self.sim_generators = [torch.Generator().manual_seed(0) for _ in range(N)]  # LM simulator: one per row
         self.references = [None] * N
         self.context_truncated = np.zeros(N, dtype=bool)
 
@@ -167,30 +183,44 @@ class DialogueBatch:
             + (f" (>= {keep_all} to also keep the system prompt and a token of the conversation)" if head else "")
         )
 
-    def template(self, history):
+    def template(self, history, add_generation_prompt=True):
         messages = list(history)
         if self.system_prompt:
             messages = [{"role": "system", "content": self.system_prompt}] + messages
-        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def _assistant_closing(self) -> str:
+        """The text the chat template puts after an assistant message's content (``<|im_end|>\\n`` for ChatML)."""
+        probe = "\u2063probe\u2063"
+        text = self.tok.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": probe}],
+                                            tokenize=False)
+        at = text.rfind(probe)
+        return text[at + len(probe):] if at >= 0 else ""
+
+    def continuation_ids(self, history, ended_by=None) -> list:
+        """Token ids that follow the agent's reply in the token stream of a multi-turn episode: the end of the
+        assistant message and the user's next turn(s) in the chat template, up to the next generation prompt.
+        ``history`` ends with those user turns after the reply; ``ended_by``: the token that ended the reply (an
+        end-of-reply token whose text opens the closing is not repeated), None if it was cut at max_new_tokens."""
+        k = max(i for i, m in enumerate(history) if m["role"] == "assistant")
+        head = self.template(history[: k + 1], add_generation_prompt=False)
+        full = self.template(history)
+        if not full.startswith(head):
+            raise ConfigError("this tokenizer's chat template renders a conversation differently from its prefix, so "
+                              "a multi-turn episode cannot extend its token stream; use a ChatML-style template")
+        text = self.assistant_closing + full[len(head):]
+        if ended_by is not None:
+            ended = self.tok.convert_ids_to_tokens(int(ended_by))
+            if isinstance(ended, str) and ended and text.startswith(ended):
+                text = text[len(ended):]
+        return self.tok(text, add_special_tokens=False)["input_ids"]
 
     def encode_contexts(self, histories):
         """Chat-template and tokenise histories; keep the last ``max_context_tokens`` tokens of each (left
         truncation: the oldest turns go first, the generation prompt always stays).
         Returns ``(ids (M, Lc) left-padded on device, lengths (M,) tensor, truncated (M,) numpy bool)``."""
         texts = [self.template(h) for h in histories]
-        encoded = self.tok(texts, add_special_tokens=False)["input_ids"]
-        Lc = self.max_context_tokens
-        out = torch.full((len(encoded), Lc), self.pad_id, dtype=torch.long)
-        lens = torch.zeros(len(encoded), dtype=torch.long)
-        truncated = np.zeros(len(encoded), dtype=bool)
-        for j, seq in enumerate(encoded):
-            if len(seq) > Lc:
-                seq = seq[-Lc:]
-                truncated[j] = True
-            if seq:
-                out[j, Lc - len(seq):] = torch.tensor(seq, dtype=torch.long)
-            lens[j] = len(seq)
-        return out.to(self.device), lens.to(self.device), truncated
+        return self.encode_token_windows(self.tok(texts, add_special_tokens=False)["input_ids"])
 
     def _write_contexts(self, rows, ctx_ids, ctx_lens):
         """Put contexts (M, Lc) into rows of the window, right-aligned, with an empty reply."""
@@ -205,8 +235,9 @@ class DialogueBatch:
         self.n_gen[rows_t] = 0
 
     # ------------------------------------------------------------------------------------------------- reset
-    def reset_rows(self, rows, dialogue_indices):
-        """Start new episodes in ``rows`` on the given dialogues (gather from the pre-tokenised table)."""
+    def reset_rows(self, rows, dialogue_indices, simulator_seeds=None):
+        """Start new episodes in ``rows`` on the given dialogues (gather from the pre-tokenised table);
+        ``simulator_seeds`` (one per row) seed an LM user simulator's generator of each row."""
         rows = np.asarray(rows, dtype=np.int64)
         idx = np.asarray(dialogue_indices, dtype=np.int64)
         if rows.size == 0:
@@ -220,7 +251,12 @@ class DialogueBatch:
         self.context_truncated[rows] = self.start_truncated[idx]
         for r, d in zip(rows.tolist(), idx.tolist()):
             self.histories[r] = list(self.start_histories[d])
+            self.turn_rewards[r] = []
             self.references[r] = self.slots[d][self.first_slot[d]][1]
+        if self.lm_simulator:
+            for j, r in enumerate(rows.tolist()):
+                seed = 0 if simulator_seeds is None else int(simulator_seeds[j])
+                self.sim_generators[r] = torch.Generator().manual_seed(seed)
 
     # -------------------------------------------------------------------------------------------------- step
     def check_actions(self, actions) -> torch.Tensor:
@@ -269,48 +305,105 @@ class DialogueBatch:
         reply_tokens = [ids[j, self.L - n:].tolist() for j, n in enumerate(n_gen)]
         reply_tokens = [t[:-1] if by_eos[j] else t for j, t in enumerate(reply_tokens)]
         responses = [s.strip() for s in self.tok.batch_decode(reply_tokens, skip_special_tokens=True)]
+        last_ids = ids[:, -1].tolist()
+        return self.conclude_replies(rows, responses, by_eos, ended_by=[t if e else None for t, e in
+                                                                        zip(last_ids, by_eos)])
+
+    def conclude_replies(self, rows, responses, by_eos, ended_by=None) -> ReplyEnd:
+        """Score finished replies (one reward call), get the user's next turns (one batched call to an LM
+        simulator), score the outcome of the episodes that ended (one outcome-reward call) and start the next turn of
+        the others. ``ended_by``: per reply the token that ended it (or None); given, the token window of each row
+        that goes on becomes its stream so far plus :meth:`continuation_ids` (the token env); None leaves the token
+        windows alone (the utterance env)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        by_eos = np.asarray(by_eos, dtype=bool)
+        M = len(rows)
         contexts = [list(self.histories[r]) for r in rows]
         references = [self.references[r] for r in rows]
         result = self.reward.score(contexts, responses, references=references)
-        total = np.asarray(result.total, dtype=np.float64)
+        turn_total = np.asarray(result.total, dtype=np.float64)
         components = {k: np.asarray(v, dtype=np.float64) for k, v in result.components.items()}
         details = list(result.details) if getattr(result, "details", None) is not None else [{} for _ in rows]
 
+        for j, r in enumerate(rows):
+            self.turn_rewards[r].append(float(turn_total[j]))
         self.reply_no[rows] += 1
-        episode_over = self.reply_no[rows] >= self.n_replies[self.dlg[rows]]
-        # Multi-turn: build the next context for rows whose episode goes on.
-        go_on = rows[~episode_over]
-        if go_on.size:
-            next_histories = []
-            keep = []
-            for j, r in enumerate(rows):
-                if episode_over[j]:
-                    continue
-                history = contexts[j] + [{"role": "assistant", "content": responses[j]}]
-                user_turns, reference = self._next_user_turns(r, history)
+        last_turn = self.reply_no[rows] >= self.n_replies[self.dlg[rows]]
+        episode_over = last_turn.copy()
+        answered = [contexts[j] + [{"role": "assistant", "content": responses[j]}] for j in range(M)]
+        outcomes: list = [None] * M
+        upcoming: list = [None] * M  # (user turns, reference) of rows whose episode goes on
+        if self.lm_simulator:  # the customer answers every reply, the last one included (its verdict)
+            answers = self.user_simulator.respond(answered, [self.goals[self.dlg[r]] for r in rows],
+                                                  last_turn.tolist(), [self.sim_generators[r] for r in rows])
+            for j, answer in enumerate(answers):
+                outcomes[j] = answer.outcome
+                if answer.outcome is not None:
+                    episode_over[j] = True
+                elif not last_turn[j]:
+                    upcoming[j] = ([{"role": "user", "content": answer.message}], None)
+        else:
+            for j in np.nonzero(~episode_over)[0]:
+                user_turns, reference = self._next_user_turns(rows[j], answered[j])
                 if user_turns is None:  # the simulator ended the conversation
                     episode_over[j] = True
-                    continue
-                history = history + user_turns
-                self.histories[r] = history
-                self.references[r] = reference
-                next_histories.append(history)
-                keep.append(r)
-            if keep:
-                ctx, lens, trunc = self.encode_contexts(next_histories)
-                self._write_contexts(np.asarray(keep), ctx, lens)
-                self.context_truncated[np.asarray(keep)] = trunc
+                else:
+                    upcoming[j] = (user_turns, reference)
+        next_ids: list = [None] * M
+        keep = [j for j in range(M) if not episode_over[j]]
+        for j in keep:
+            r = rows[j]
+            self.histories[r] = answered[j] + upcoming[j][0]
+            self.references[r] = upcoming[j][1]
+        if ended_by is not None and keep:
+            windows = []
+            for j in keep:
+                r = int(rows[j])
+                next_ids[j] = self.continuation_ids(self.histories[r], ended_by[j])
+                windows.append(self.ids[r][self.mask[r].bool()].tolist() + next_ids[j])
+            ctx, lens, trunc = self.encode_token_windows(windows)
+            self._write_contexts(rows[keep], ctx, lens)
+            self.context_truncated[rows[keep]] = trunc
+
+        outcome_total = np.zeros(M, dtype=np.float64)
+        outcome_components: dict = {}
+        over = np.nonzero(episode_over)[0]
+        if self.outcome_reward is not None and over.size:
+            res = self.outcome_reward.score([contexts[j] for j in over], [responses[j] for j in over],
+                                            outcomes=[outcomes[j] for j in over])
+            outcome_total[over] = np.asarray(res.total, dtype=np.float64)
+            for k, v in res.components.items():
+                outcome_components[k] = np.zeros(M, dtype=np.float64)
+                outcome_components[k][over] = np.asarray(v, dtype=np.float64)
         terminated = episode_over & by_eos
         truncated = episode_over & ~by_eos
-        return ReplyEnd(rows=rows, responses=responses, contexts=contexts, references=references, total=total,
-                        components=components, details=details, episode_over=episode_over,
-                        terminated=terminated, truncated=truncated)
+        return ReplyEnd(rows=rows, responses=responses, contexts=contexts, references=references,
+                        total=turn_total + outcome_total, components=components, details=details,
+                        episode_over=episode_over, terminated=terminated, truncated=truncated, turn_total=turn_total,
+                        outcomes=outcomes, outcome_total=outcome_total, outcome_components=outcome_components,
+                        next_ids=next_ids)
+
+    def encode_token_windows(self, windows):
+        """Token lists -> ``(ids (M, Lc) left-padded on device, lengths (M,), truncated (M,) numpy bool)``, each
+        keeping its last ``max_context_tokens`` tokens."""
+        Lc = self.max_context_tokens
+        out = torch.full((len(windows), Lc), self.pad_id, dtype=torch.long)
+        lens = torch.zeros(len(windows), dtype=torch.long)
+        truncated = np.zeros(len(windows), dtype=bool)
+        for j, seq in enumerate(windows):
+            if len(seq) > Lc:
+                seq = seq[-Lc:]
+                truncated[j] = True
+            if seq:
+                out[j, Lc - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            lens[j] = len(seq)
+        return out.to(self.device), lens.to(self.device), truncated
 
     def _next_user_turns(self, row, history):
         """The user's next message(s) after the agent's reply, and the reference for the next slot."""
         d = self.dlg[row]
         slot = self.first_slot[d] + self.reply_no[row]  # the slot to reply to next
-        if self.user_simulator == "replay":
+        if isinstance(self.user_simulator, str):  # "replay"
             prev_end = self.slots[d][slot - 1][0]
             end, reference = self.slots[d][slot]
             # Dataset messages after the previous slot's reference reply, up to the next user turn.

@@ -31,7 +31,8 @@ def _cached_vocab_size(model: str) -> int:
 
 
 def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max_context_tokens, turns,
-                 system_prompt, user_simulator, device, tokenizer=None) -> DialogueBatch:
+                 system_prompt, user_simulator, device, tokenizer=None, outcome_reward="auto",
+                 simulator_model="smollm2-135m") -> DialogueBatch:
     if tokenizer is None:
         if not isinstance(model, str):
             raise TypeError(f"model={model!r} must be a model name or path (str); to use your own tokenizer pass "
@@ -54,9 +55,35 @@ def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max
     import rewards
 
     composite = rewards.make_composite(rewards.DEFAULT_SPEC if reward is None else reward, device=device)
+    if isinstance(user_simulator, str) and user_simulator == "lm":
+        user_simulator = _cached_customer(simulator_model, str(device))
+    elif isinstance(user_simulator, str) and user_simulator != "replay":
+        raise ValueError(f"user_simulator={user_simulator!r}: pass 'replay', 'lm' (a language-model customer) or a "
+                         f"callable(history) -> str | None")
+    if isinstance(outcome_reward, str) and outcome_reward == "auto":
+        outcome_reward = "resolution" if hasattr(user_simulator, "respond") else None
+    outcome = None if outcome_reward is None else rewards.make_composite(outcome_reward, device=device)
     return DialogueBatch(num_envs=num_envs, tokenizer=tokenizer, dialogues=dialogues, reward=composite,
                          vocab_size=vocab_size, max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens,
-                         turns=turns, system_prompt=system_prompt, user_simulator=user_simulator, device=device)
+                         turns=turns, system_prompt=system_prompt, user_simulator=user_simulator, device=device,
+                         outcome_reward=outcome)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_customer(model: str, device: str):
+    """One LM customer per (model, device): envs made with user_simulator="lm" share its weights (each keeps its own
+    per-row generators, seeded at reset)."""
+    from .simulators import LMCustomer
+
+    return LMCustomer(model, device=device)
+
+
+def simulator_seeds(batch: DialogueBatch, rngs) -> list | None:
+    """One seed per starting episode for an LM user simulator, drawn from each sub-env's generator (None without
+    one, so that the replay and callable simulators draw nothing extra)."""
+    if not batch.lm_simulator:
+        return None
+    return [int(rng.integers(2**62)) for rng in rngs]
 
 
 def _spaces(batch: DialogueBatch):
@@ -83,7 +110,28 @@ def _reply_info(batch: DialogueBatch, end, j: int) -> dict:
         "reference": end.references[j],
         "dialogue_id": batch.dialogues[batch.dlg[row]].id,
         "turn": int(batch.reply_no[row]),
+        **turn_info(batch, end, j),
     }
+
+
+def turn_info(batch: DialogueBatch, end, j: int) -> dict:
+    """The multi-turn part of a reply-end info: ``turn_reward`` (this reply's own reward), ``turn_rewards`` (every
+    reply's so far), and, on the episode's last reply, ``outcome`` ("resolved" / "gave_up" from an LM customer, else
+    None), ``outcome_reward`` and ``outcome_components`` (the step's reward is the turn reward plus the outcome
+    reward, so ``sum(turn_rewards) + outcome_reward`` is the episode's return). While the episode goes on:
+    ``next_context`` (the history the next reply answers, the user's new turn included), ``next_reference``, and in
+    the token env ``user_token_ids``: the tokens it appended after the reply (the end of the turn and the user's next
+    message in the chat template)."""
+    row = int(end.rows[j])
+    info = {"turn_reward": float(end.turn_total[j]), "turn_rewards": list(batch.turn_rewards[row])}
+    if end.episode_over[j]:
+        info.update(outcome=end.outcomes[j], outcome_reward=float(end.outcome_total[j]),
+                    outcome_components={k: float(v[j]) for k, v in end.outcome_components.items()})
+    else:
+        info.update(next_context=[dict(m) for m in batch.histories[row]], next_reference=batch.references[row])
+        if end.next_ids is not None and end.next_ids[j] is not None:
+            info["user_token_ids"] = [int(t) for t in end.next_ids[j]]
+    return info
 
 
 class DialogueSurface:
@@ -184,7 +232,15 @@ class DialogueEnv(DialogueSurface, gym.Env):
     Reset: ``context`` (the chat history without the system prompt), ``reference`` (the dataset's reply, or None),
     ``dialogue_id``, ``intent``, ``turn`` = 0, ``context_truncated``. A step that ends a reply adds ``response``
     (decoded text), ``reward_components``, ``reward_details``, ``context`` (the history it answered),
-    ``reference`` and ``turn`` (replies written so far). Other steps return ``{}``.
+    ``reference`` and ``turn`` (replies written so far), plus the per-turn fields of :func:`turn_info`
+    (``turn_reward``, ``turn_rewards``; on the last reply ``outcome``, ``outcome_reward``, ``outcome_components``;
+    otherwise ``next_context``, ``next_reference``, ``user_token_ids``). Other steps return ``{}``.
+
+    ## Multi-turn
+    With ``turns > 1`` the context of the next reply is the token stream so far (the agent's tokens exactly as it
+    wrote them) plus the user simulator's turn in the chat template, up to the next generation prompt
+    (``info["user_token_ids"]``), left-truncated to ``max_context_tokens``. The step reward on a reply's last token
+    is its turn reward, plus the outcome reward on the episode's last reply.
 
     ## Arguments
     - ``model`` (str, "smollm2-135m"): model name whose tokenizer and vocabulary define the spaces: "smollm2-135m",
@@ -194,7 +250,11 @@ class DialogueEnv(DialogueSurface, gym.Env):
     - ``reward`` (None): a reward name, a ``{name: weight}`` dict, or a reward module; None = ``rewards.DEFAULT_SPEC``.
     - ``max_new_tokens`` (48), ``max_context_tokens`` (512), ``turns`` (1).
     - ``system_prompt`` ("auto"): a string, None for none, or "auto" (a customer-service prompt for that dataset).
-    - ``user_simulator`` ("replay"): replay the dataset's user turns, or a callable ``(history) -> str | None``.
+    - ``user_simulator`` ("replay"): replay the dataset's user turns, a callable ``(history) -> str | None``, or
+      "lm": a local LM plays the customer and ends each conversation resolved or gave up
+      (``dialogue_env.simulators.LMCustomer``, model ``simulator_model``, "smollm2-135m").
+    - ``outcome_reward`` ("auto"): a reward spec scored once per episode on its last reply with the simulator's
+      ``outcomes=`` ("auto": ``"resolution"`` with the LM customer, else none; None for none).
     - ``device`` ("cpu"): where the token state and reward models live. ``render_mode``: None or "ansi".
 
     ## Public members (on ``env.unwrapped``, read-only)
@@ -210,15 +270,17 @@ class DialogueEnv(DialogueSurface, gym.Env):
 
     def __init__(self, model="smollm2-135m", dataset="customer_service", split="train", reward=None,
                  max_new_tokens=48, max_context_tokens=512, turns=1, system_prompt="auto", user_simulator="replay",
-                 device="cpu", render_mode=None, tokenizer=None):
+                 device="cpu", render_mode=None, tokenizer=None, outcome_reward="auto",
+                 simulator_model="smollm2-135m"):
         if render_mode not in (None, "ansi"):
             raise ValueError(f"render_mode={render_mode!r} is not supported; use None or 'ansi'")
         self.render_mode = render_mode
         self.batch = _build_batch(1, model=model, dataset=dataset, split=split, reward=reward,
                                   max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens, turns=turns,
                                   system_prompt=system_prompt, user_simulator=user_simulator, device=device,
-                                  tokenizer=tokenizer)
-        self.observation_space, self.action_space = _spaces(self.batch)
+                                  tokenizer=tokenizer, outcome_reward=outcome_reward,
+                                  simulator_model=simulator_model)
+        self.observation_space, self.action_space = self._make_spaces()
         self.tokenizer = self.batch.tok
         self.reward_module = self.batch.reward
         self._needs_reset = True
@@ -227,9 +289,12 @@ class DialogueEnv(DialogueSurface, gym.Env):
         options = check_options(options, SINGLE_OPTIONS)
         super().reset(seed=seed)
         index = _pick_dialogue(self.batch, self.np_random, options)
-        self.batch.reset_rows([0], [index])
+        self.batch.reset_rows([0], [index], simulator_seeds(self.batch, [self.np_random]))
         self._needs_reset = False
         return self._obs(), _reset_info(self.batch, 0)
+
+    def _make_spaces(self):
+        return _spaces(self.batch)
 
     def _obs(self):
         obs = self.batch.observation()
@@ -339,7 +404,8 @@ class DialogueVectorEnv(DialogueSurface, VectorEnv):
 
     def __init__(self, num_envs: int = 1, model="smollm2-135m", dataset="customer_service", split="train",
                  reward=None, max_new_tokens=48, max_context_tokens=512, turns=1, system_prompt="auto",
-                 user_simulator="replay", device="cpu", render_mode=None, tokenizer=None, return_tensors=False):
+                 user_simulator="replay", device="cpu", render_mode=None, tokenizer=None, return_tensors=False,
+                 outcome_reward="auto", simulator_model="smollm2-135m"):
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be at least 1")
         self.num_envs = int(num_envs)
@@ -348,8 +414,9 @@ class DialogueVectorEnv(DialogueSurface, VectorEnv):
         self.batch = _build_batch(self.num_envs, model=model, dataset=dataset, split=split, reward=reward,
                                   max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens, turns=turns,
                                   system_prompt=system_prompt, user_simulator=user_simulator, device=device,
-                                  tokenizer=tokenizer)
-        self.single_observation_space, self.single_action_space = _spaces(self.batch)
+                                  tokenizer=tokenizer, outcome_reward=outcome_reward,
+                                  simulator_model=simulator_model)
+        self.single_observation_space, self.single_action_space = self._make_spaces()
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
         self.tokenizer = self.batch.tok
@@ -385,13 +452,19 @@ class DialogueVectorEnv(DialogueSurface, VectorEnv):
             chosen = chosen[rows]
         else:
             chosen = [_pick_dialogue(self.batch, self._rngs[r], options) for r in rows]
-        self.batch.reset_rows(rows, chosen)
+        self.batch.reset_rows(rows, chosen, simulator_seeds(self.batch, [self._rngs[r] for r in rows]))
         self._autoreset[rows] = False
         self._started = True
         infos = {}
         for r in rows:
             infos = self._add_info(infos, _reset_info(self.batch, int(r)), int(r))
-        return self.batch.observation(self.return_tensors), infos
+        return self._observation(), infos
+
+    def _make_spaces(self):
+        return _spaces(self.batch)
+
+    def _observation(self):
+        return self.batch.observation(self.return_tensors)
 
     def step(self, actions):
         if not self._started:
@@ -401,7 +474,7 @@ class DialogueVectorEnv(DialogueSurface, VectorEnv):
         resetting = np.nonzero(self._autoreset)[0]
         if resetting.size:
             chosen = [_pick_dialogue(self.batch, self._rngs[r], None) for r in resetting]
-            self.batch.reset_rows(resetting, chosen)
+            self.batch.reset_rows(resetting, chosen, simulator_seeds(self.batch, [self._rngs[r] for r in resetting]))
             for r in resetting:
                 infos = self._add_info(infos, _reset_info(self.batch, int(r)), int(r))
         active = torch.as_tensor(~self._autoreset, device=self.batch.device)
@@ -417,7 +490,7 @@ class DialogueVectorEnv(DialogueSurface, VectorEnv):
             for j, r in enumerate(end.rows):
                 infos = self._add_info(infos, _reply_info(self.batch, end, j), int(r))
         self._autoreset = terminated | truncated
-        return self.batch.observation(self.return_tensors), rewards, terminated, truncated, infos
+        return self._observation(), rewards, terminated, truncated, infos
 
     def render(self):
         if self.render_mode != "ansi":

@@ -175,4 +175,37 @@ class CachedDecoder:
             self.kv_mask = self.kv_mask[:, first:]
 
 
-__all__ = ["CachedDecoder", "cache_layers", "left_trim", "lm_step", "position_ids", "reorder_rows", "splice_rows"]
+@torch.no_grad()
+def sample_replies(lm, ids: torch.Tensor, mask: torch.Tensor, *, max_new_tokens: int, eos_ids, generators,
+                   temperature: float = 1.0, greedy: bool = False, share: bool = False) -> list[list[int]]:
+    """Sample a reply after each of ``M`` left-padded contexts ``ids`` / ``mask`` (M, S) with one batched KV cache:
+    ``softmax(logits / temperature)`` (argmax with ``greedy``) until an end-of-reply token in ``eos_ids`` (kept, last)
+    or ``max_new_tokens`` tokens. ``generators``: one ``torch.Generator`` per row (the same object may serve several
+    rows: they draw from it in row order); a row that has ended draws nothing more, so its draws do not depend on the
+    other rows of the batch. ``share``: encode identical contexts once. Returns ``M`` token lists."""
+    M = len(ids)
+    decoder = CachedDecoder(lm, M)
+    logits, _ = decoder.prefill(np.arange(M), ids, mask, share=share)
+    eos = torch.as_tensor(sorted(eos_ids), dtype=torch.long)
+    out: list[list[int]] = [[] for _ in range(M)]
+    done = torch.zeros(M, dtype=torch.bool)
+    for t in range(max_new_tokens):
+        logits = logits.float().cpu()  # (M, V)
+        tokens = torch.zeros(M, dtype=torch.long)
+        if greedy:
+            tokens = torch.where(done, tokens, logits.argmax(-1))
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            for j in torch.nonzero(~done).flatten().tolist():
+                tokens[j] = torch.multinomial(probs[j], 1, generator=generators[j])[0]
+        for j in torch.nonzero(~done).flatten().tolist():
+            out[j].append(int(tokens[j]))
+        done = done | torch.isin(tokens, eos)
+        if bool(done.all()) or t + 1 == max_new_tokens:
+            break
+        logits, _ = decoder.advance(tokens, ~done)
+    return out
+
+
+__all__ = ["CachedDecoder", "cache_layers", "left_trim", "lm_step", "position_ids", "reorder_rows", "sample_replies",
+           "splice_rows"]

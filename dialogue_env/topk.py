@@ -175,10 +175,12 @@ class DialogueTopKEnv(DialogueEnv):
 
     def __init__(self, model="smollm2-135m", dataset="customer_service", split="train", reward=None,
                  max_new_tokens=48, max_context_tokens=512, turns=1, system_prompt="auto", user_simulator="replay",
-                 device="cpu", render_mode=None, tokenizer=None, k: int = DEFAULT_K, lm=None):
+                 device="cpu", render_mode=None, tokenizer=None, k: int = DEFAULT_K, lm=None, outcome_reward="auto",
+                 simulator_model="smollm2-135m"):
         super().__init__(model=model, dataset=dataset, split=split, reward=reward, max_new_tokens=max_new_tokens,
                          max_context_tokens=max_context_tokens, turns=turns, system_prompt=system_prompt,
-                         user_simulator=user_simulator, device=device, render_mode=render_mode, tokenizer=tokenizer)
+                         user_simulator=user_simulator, device=device, render_mode=render_mode, tokenizer=tokenizer,
+                         outcome_reward=outcome_reward, simulator_model=simulator_model)
         self.lm = _resolve_lm(lm, model, device)
         self.ref = TopKReference(self.lm, 1, k)
         if self.ref.V < self.batch.V:
@@ -238,11 +240,12 @@ class DialogueTopKVectorEnv(DialogueVectorEnv):
     def __init__(self, num_envs: int = 1, model="smollm2-135m", dataset="customer_service", split="train",
                  reward=None, max_new_tokens=48, max_context_tokens=512, turns=1, system_prompt="auto",
                  user_simulator="replay", device="cpu", render_mode=None, tokenizer=None, return_tensors=False,
-                 k: int = DEFAULT_K, lm=None):
+                 k: int = DEFAULT_K, lm=None, outcome_reward="auto", simulator_model="smollm2-135m"):
         super().__init__(num_envs=num_envs, model=model, dataset=dataset, split=split, reward=reward,
                          max_new_tokens=max_new_tokens, max_context_tokens=max_context_tokens, turns=turns,
                          system_prompt=system_prompt, user_simulator=user_simulator, device=device,
-                         render_mode=render_mode, tokenizer=tokenizer, return_tensors=return_tensors)
+                         render_mode=render_mode, tokenizer=tokenizer, return_tensors=return_tensors,
+                         outcome_reward=outcome_reward, simulator_model=simulator_model)
         self.lm = _resolve_lm(lm, model, device)
         self.ref = TopKReference(self.lm, self.num_envs, k)
         if self.ref.V < self.batch.V:

@@ -58,6 +58,7 @@ BUILTINS: dict[str, str] = {
     "ethics": "rewards.ethics:EthicsReward",
     "length": "rewards.penalties:LengthPenalty",
     "repetition": "rewards.penalties:RepetitionPenalty",
+    "resolution": "rewards.outcome:ResolutionReward",
 }
 
 # Built-ins that serve a trained model and so need an option: `make("learned", path=DIR)` or

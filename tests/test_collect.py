@@ -48,8 +48,13 @@ def test_multi_turn_lm_collection_equals_an_uncached_replay(lm):
         assert [rec["response"] for rec in ro.turns[i]] == _greedy_replay(lm, d, turns=2, max_new_tokens=5)
         assert ro.scores[i] == pytest.approx(sum(rec["reward"] for rec in ro.turns[i]))
     assert all(1 <= len(t) <= 2 for t in ro.turns) and any(len(t) == 2 for t in ro.turns) and int(ro.response_mask.sum(1).max()) <= 2 * 5
-    with pytest.raises(ValueError, match="one reply per episode"):
-        ro.sequence()
+    # the rollout is the conversation's token stream: sequence() is what the policy read before its last token
+    ids, mask = ro.sequence()
+    tok = venv.unwrapped.tokenizer
+    for i, turns in enumerate(ro.turns):
+        if len(turns) == 2:
+            text = tok.decode(ids[i][mask[i].bool()])
+            assert turns[1]["context"][-1]["content"] in text and text.count("<|im_start|>assistant") == 2
     with pytest.raises(ValueError, match="turns=1"):
         collect(venv, lm, greedy=True, capture_layer=1)
 

@@ -155,3 +155,22 @@ class _WrongShape:
 
     def predict(self, observation, state=None, episode_start=None, deterministic=False):
         return np.zeros(len(observation), dtype=np.int64), state
+
+
+def test_multi_turn_compare_with_the_lm_customer_and_best_of_n(tmp_path):
+    """The multi-turn setting: ppo trains over whole 3-turn conversations, best-of-n keeps the reward's favourite
+    of its samples, and the table reports the per-turn reward and the resolution rate."""
+    settings = {**TINY, "reward": {"length": 1.0}, "max_context_tokens": 400}
+    result = compare("ppo,best-of-n,reference", out=tmp_path / "mt", seeds=[0], budget_steps=64, progress=False,
+                     log=lambda *a: None, turns=3, user_simulator="lm", simulator_model="tiny-random", best_of_n=6,
+                     ppo={"max_context_tokens": 400}, **settings)
+    s = result["summaries"]
+    for name in ("ppo", "best-of-n", "reference"):
+        assert 1 < s[name]["turns"] <= 3 and 0 <= s[name]["resolution_rate"] <= 1
+        assert np.isfinite(s[name]["turn_reward"])
+    assert s["best-of-n"]["turn_reward"] > s["reference"]["turn_reward"]  # length reward: it picks longer replies
+    rows = [r for r in result["rows"] if r["agent"] == "best-of-n"]
+    assert all(r["outcome"] in ("resolved", "gave_up") for r in rows)
+    assert all(r["reward"] == pytest.approx(sum(r["turn_rewards"]) + r["outcome_reward"], abs=1e-5) for r in rows)
+    table = (tmp_path / "mt" / "summary.md").read_text()
+    assert "turn reward" in table and "resolution rate" in table and "| best-of-n |" in table

@@ -59,7 +59,8 @@ def test_every_builtin_declares_the_range_of_its_values():
 
     declared = {name: rewards.make(name).bounds for name in rewards.BUILTINS}
     assert declared == {"coherence": (0.0, 1.0), "sentiment": (-1.0, 1.0), "consistency": (-1.0, 1.0),
-                        "ethics": (0.0, 1.0), "length": (-1.0, 0.0), "repetition": (-1.0, 0.0)}
+                        "ethics": (0.0, 1.0), "length": (-1.0, 0.0), "repetition": (-1.0, 0.0),
+                        "resolution": (0.0, 1.0)}
     assert rewards.make("sentiment", scale="unit").bounds == (0.0, 1.0)
     assert EthicsReward(mode="penalty").bounds == (-1.0, 0.0) and EthicsReward(mode="penalty", penalty=2).bounds == (
         -2.0, 0.0)

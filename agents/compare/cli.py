@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--max-context-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--turns", type=int, default=None, help="agent replies per conversation (multi-turn: > 1)")
+    p.add_argument("--user-simulator", default=None, choices=["replay", "lm"],
+                   help="who writes the customer's turns when --turns > 1 (lm: a local LM customer)")
+    p.add_argument("--simulator-model", default=None, help="the LM customer's model (default smollm2-135m)")
+    p.add_argument("--best-of-n", type=int, default=None, help="candidates per reply of the best-of-n agent (4)")
     p.add_argument("--stochastic", action="store_true", help="evaluate predict-agents with deterministic=False")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -54,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings: dict[str, Any] = {}
     for key in ("model", "budget_steps", "budget_seconds", "dataset", "eval_split", "eval_limit", "eval_batch_size",
-                "eval_seed_offset", "k", "max_new_tokens", "max_context_tokens", "temperature", "device"):
+                "eval_seed_offset", "k", "max_new_tokens", "max_context_tokens", "temperature", "device", "turns",
+                "user_simulator", "simulator_model", "best_of_n"):
         value = getattr(args, key)
         if value is not None:
             settings[key] = value

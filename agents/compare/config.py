@@ -56,6 +56,15 @@ class CompareConfig(ConfigBase):
     """Evaluate predict-agents (SB3, yours) with predict(..., deterministic=True), SB3's evaluation convention."""
     device: str = "cpu"
     """Where the models, envs and rewards run."""
+    turns: int = 1
+    """Agent replies per conversation (the multi-turn setting: > 1; ppo then trains over whole conversations)."""
+    user_simulator: str = "replay"
+    """Who writes the customer's turns when turns > 1: replay (the dataset's) or lm (a local LM customer that ends
+    each conversation resolved or gave up; its resolution is the outcome reward)."""
+    simulator_model: str = "smollm2-135m"
+    """The LM customer's model when user_simulator = lm."""
+    best_of_n: int = 4
+    """Candidates per reply of the best-of-n agent (sampled at the temperature, the reward picks one)."""
     ppo_config: str | None = None
     """PPOConfig YAML for the ppo agent (None: configs/tiny.yaml for tiny-random, else configs/demo.yaml)."""
     ppo: dict = field(default_factory=dict)
@@ -84,6 +93,10 @@ class CompareConfig(ConfigBase):
             raise ValueError(f"eval_batch_size={self.eval_batch_size} must be at least 1")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature} must be > 0")
+        if self.turns < 1 or self.best_of_n < 1:
+            raise ValueError(f"turns={self.turns} and best_of_n={self.best_of_n} must be at least 1")
+        if self.user_simulator not in ("replay", "lm"):
+            raise ValueError(f"user_simulator={self.user_simulator!r}: use replay or lm")
         unknown = set(self.sb3) - {"ppo", "a2c", "dqn"}
         if unknown:
             raise ValueError(f"sb3: unknown algorithm(s) {sorted(unknown)}; use ppo, a2c, dqn")
@@ -92,4 +105,5 @@ class CompareConfig(ConfigBase):
     def env_kwargs(self, split: str) -> dict:
         return {"model": self.model, "dataset": self.dataset, "split": split, "reward": self.reward,
                 "max_new_tokens": self.max_new_tokens, "max_context_tokens": self.max_context_tokens,
-                "device": self.device}
+                "device": self.device, "turns": self.turns, "user_simulator": self.user_simulator,
+                "simulator_model": self.simulator_model}

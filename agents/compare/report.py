@@ -58,11 +58,14 @@ def markdown_table(summaries: Mapping[str, dict]) -> str:
     comps: list[str] = []
     for s in summaries.values():
         comps += [k for k in s["components"] if k not in comps]
-    head = (["agent", "n", "reward"] + comps + ["KL", "perplexity", "distinct-1", "distinct-2", "ethics viol.",
-                                                "train steps", "train wall (s)", "train steps/s", "eval steps/s"])
+    turn_cols = [k for k in ("turn_reward", "resolution_rate") if any(k in s for s in summaries.values())]
+    head = (["agent", "n", "reward"] + [k.replace("_", " ") for k in turn_cols] + comps
+            + ["KL", "perplexity", "distinct-1", "distinct-2", "ethics viol.", "train steps", "train wall (s)",
+               "train steps/s", "eval steps/s"])
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for name, s in summaries.items():
         cells = [name, str(s["n"]), f"{_f(s['reward'])} ± {_f(s['reward_ci95'])}"]
+        cells += [f"{_f(s.get(k))} ± {_f(s.get(f'{k}_ci95'))}" for k in turn_cols]  # multi-turn: per conversation
         cells += [f"{_f(s['components'].get(k))} ± {_f(s['components_ci95'].get(k))}" for k in comps]
         cells += [_f(s["kl"], 2), _f(s["perplexity"], 2), _f(s["distinct_1"]), _f(s["distinct_2"]),
                   f"{100 * s['ethics_violation_rate']:.1f}%", f"{s['train_env_steps']:.0f}",

@@ -134,10 +134,11 @@ def _ppo_config(cfg: CompareConfig, seed: int):
     data.update({"model": cfg.model, "dataset": cfg.dataset, "reward": cfg.reward, "seed": seed,
                  "max_new_tokens": cfg.max_new_tokens, "max_context_tokens": cfg.max_context_tokens,
                  "temperature": cfg.temperature, "device": cfg.device, "time_limit_s": cfg.budget_seconds,
-                 "final_split": "", "eval_every": 0, "logger": "none", "checkpoint_every": 0})
+                 "final_split": "", "eval_every": 0, "logger": "none", "checkpoint_every": 0, "turns": cfg.turns,
+                 "user_simulator": cfg.user_simulator, "simulator_model": cfg.simulator_model})
     data.update(cfg.ppo)
     if "total_iterations" not in cfg.ppo:
-        per_iteration = int(data.get("num_envs", 16)) * cfg.max_new_tokens  # env steps of one full rollout
+        per_iteration = int(data.get("num_envs", 16)) * cfg.max_new_tokens * cfg.turns  # env steps of a full rollout
         data["total_iterations"] = max(1, math.ceil(cfg.budget_steps / per_iteration))
     return PPOConfig.from_dict(data)
 
@@ -171,6 +172,12 @@ def train_sb3(cfg: CompareConfig, seed: int, out: Path, progress: bool, *, algo:
     return run.model, {"train_env_steps": run.env_steps, "train_wall_s": run.wall_s, "artifact": str(run.path)}, curve
 
 
+def _best_of_n(cfg: CompareConfig, ref_lm, eval_seed: int):
+    from agents.best_of_n import BestOfN
+
+    return BestOfN(ref_lm, n=cfg.best_of_n, temperature=cfg.temperature)
+
+
 def _random_agent(cfg: CompareConfig, ref_lm, eval_seed: int):
     from agents.baselines import RandomAgent
 
@@ -192,5 +199,7 @@ BUILTINS: dict[str, AgentSpec] = {
                            build=lambda cfg, ref_lm, seed: ref_lm),
     "reference-greedy": AgentSpec("the reference LM, greedy", build=lambda cfg, ref_lm, seed: ref_lm, greedy=True),
     "random": AgentSpec("uniform over the k actions of DialogueTopK-v0", build=_random_agent, env="topk"),
+    "best-of-n": AgentSpec("the reference LM samples best_of_n replies per turn, the env's reward keeps the best "
+                           "(agents.best_of_n; no training)", build=_best_of_n, env="lm"),
 }
 BUILTIN_AGENTS = tuple(BUILTINS)

@@ -42,6 +42,18 @@ class PPOConfig(ConfigBase):
     """Longest context, in tokens; longer ones lose their oldest turns."""
     system_prompt: str | None = "auto"
     """The env's system prompt ("auto": a customer-service prompt for that dataset)."""
+    turns: int = 1
+    """Agent replies per episode. With turns > 1 one trajectory is a whole conversation: the user simulator's
+    tokens are context (no loss, no KL, no value target), GAE runs over the agent's tokens across turns, each reply's
+    reward arrives on its last token and the outcome reward on the episode's last agent token."""
+    user_simulator: str = "replay"
+    """Who writes the customer's turns when turns > 1: replay (the dataset's) or lm (a local LM customer that ends
+    each conversation resolved or gave up; see dialogue_env.simulators)."""
+    simulator_model: str = "smollm2-135m"
+    """The LM customer's model when user_simulator = lm (tiny-random for tests)."""
+    outcome_reward: Any = "auto"
+    """Reward spec scored once per conversation on its last reply ("auto": resolution with the LM customer, else
+    none; null for none)."""
     seed: int = 0
     """Seeds torch, the env's dialogue draws and the sampler. Same seed -> same run on CPU."""
     device: str = "cpu"
@@ -173,6 +185,10 @@ class PPOConfig(ConfigBase):
         if self.score_baseline == "group" and self.samples_per_context < 2:
             raise ValueError("score_baseline=group needs samples_per_context >= 2 (the other samples of a dialogue "
                              "are its baseline)")
+        if isinstance(self.turns, bool) or not isinstance(self.turns, int) or self.turns < 1:
+            raise ValueError(f"turns={self.turns!r} must be an integer >= 1")
+        if self.user_simulator not in ("replay", "lm"):
+            raise ValueError(f"user_simulator={self.user_simulator!r}: use replay or lm")
         if self.kl_estimator not in ("k1", "k2", "k3"):
             raise ValueError(f"kl_estimator={self.kl_estimator!r}: use k1, k2 or k3")
         if self.logger not in ("tensorboard", "wandb", "none"):

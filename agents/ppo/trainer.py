@@ -39,6 +39,7 @@ from agents.ppo.checkpoint import (
 )
 from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
+from agents.ppo.multiturn import conversation_trunk, multiturn_env_kwargs, shaped_rewards, turn_scalars
 from agents.ppo.policy import PolicyWithValue
 from dialogue_env.models import load_policy
 from rewards.utils import ConfigError, atomic_write_text
@@ -66,7 +67,8 @@ def make_env(cfg: PPOConfig, num_envs: int, split: str):
     return gym.make_vec("dialogue_env/Dialogue-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         model=cfg.model, dataset=cfg.dataset, split=split, reward=cfg.reward,
                         max_new_tokens=cfg.max_new_tokens, max_context_tokens=cfg.max_context_tokens,
-                        system_prompt=cfg.system_prompt, device=cfg.device, return_tensors=True)
+                        system_prompt=cfg.system_prompt, device=cfg.device, return_tensors=True,
+                        **multiturn_env_kwargs(cfg))
 
 
 def response_logprobs(policy: PolicyWithValue, ro: Rollout, temperature: float, with_ref: bool = True):
@@ -130,13 +132,16 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
 
     def logprobs(ro):
         with autocast(cfg):
+            if ro.trunk_states is None:  # multi-turn: no trunk capture during collection
+                ro.trunk_states = conversation_trunk(policy, ro)
             logp, _, ref_logp = response_logprobs(policy, ro, temperature=1.0)
         return logp, ref_logp
 
     with autocast(cfg):
         rows, _ = evaluate_actor(env, policy.lm, range(n), logprobs, sort_by_length=True,
                                  temperature=cfg.temperature, greedy=cfg.eval_greedy,
-                                 generator=torch.Generator().manual_seed(seed), capture_layer=policy.split)
+                                 generator=torch.Generator().manual_seed(seed),
+                                 capture_layer=policy.split if cfg.turns == 1 else None)
     ethics_stats = apply_ethics(rows)
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
@@ -179,6 +184,7 @@ def _eval_scalars(summary: dict, prefix: str = "eval") -> dict:
             "ethics_violation_rate")
     out = {f"{prefix}/{k}": summary[k] for k in keys}
     out.update({f"{prefix}/rewards/{k}": v for k, v in summary["components"].items()})
+    out.update({f"{prefix}/{k}": summary[k] for k in ("turn_reward", "resolution_rate") if k in summary})
     return out
 
 
@@ -295,8 +301,10 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             sampling = ddp.RowSampler(cfg.seed, iteration, range(rows.start, rows.stop)) if row_sampling else gen
             with ddp.gathered(policy):  # FSDP2: whole weights on every rank while it writes and scores its rows
                 ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=sampling,
-                             capture_layer=policy.split,
+                             capture_layer=policy.split if cfg.turns == 1 else None,
                              dialogue_indices=np.repeat(sampler.next(), n_samples)[rows])  # groups of samples
+                if ro.trunk_states is None:  # turns > 1: one trajectory = the whole conversation (ppo/multiturn.py)
+                    ro.trunk_states = conversation_trunk(policy, ro)
                 t_rollout = time.time() - t_iter
                 # 2. old log-probs, values, reference log-probs from the shared trunk states
                 old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
@@ -310,7 +318,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
             if cfg.score_baseline == "group":  # s_i - mean of the other samples of the same dialogue
                 scores = ppo_f.leave_one_out_baseline(scores, n_samples)
-            token_r = ppo_f.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
+            token_r = shaped_rewards(ro, scores, kl, mask, kl_ctl.value)  # (B, T), per-turn scores if turns > 1
             if cfg.whiten_rewards:  # statistics of the global batch (all ranks')
                 token_r = ddp.whiten(dist, token_r, mask, shift_mean=False)
             advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
@@ -375,6 +383,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             "losses/explained_variance": ddp.explained_variance(dist, old_values, returns, mask),
         }
         scalars.update({f"rewards/{k}": v for k, v in totals["components"].items()})
+        scalars.update(turn_scalars(ro))  # turns > 1: per-turn and outcome means, resolution rate (this rank's)
         scalars.update({f"losses/{k}": float(np.mean(v)) for k, v in stats.items() if v})
         logger.log(scalars, progress["episodes"])
         history.append(scalars)
