@@ -9,7 +9,7 @@ from typing import Any
 
 from .base import Context
 
-__all__ = ["SentimentReward", "label_value", "vader_analyzer"]
+__all__ = ["SentimentReward", "label_value", "snownlp_positive", "vader_analyzer"]
 
 
 @functools.cache
@@ -18,6 +18,14 @@ def vader_analyzer():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     return SentimentIntensityAnalyzer()
+
+
+def snownlp_positive(texts: Sequence[str]) -> list[float]:
+    """P(positive) of each Chinese text from snownlp's naive Bayes sentiment model (shipped inside the ``snownlp``
+    package, MIT licence, trained on Chinese product reviews; loaded from its data files, offline)."""
+    from snownlp import sentiment
+
+    return [sentiment.classify(t) if t.strip() else 0.5 for t in texts]
 
 
 _STARS = re.compile(r"^\s*([1-5])\s*stars?\s*$")
@@ -57,6 +65,10 @@ class SentimentReward:
     (-1 most negative, 0 neutral or empty, +1 most positive; VADER calls >= 0.05 positive and <= -0.05
     negative). ``scale="unit"`` maps it to [0, 1] as (r + 1) / 2.
 
+    ``language="zh"`` (chosen by a Chinese dataset; ``model=None``): snownlp's Chinese sentiment model
+    (:func:`snownlp_positive`), ``r = 2 * P(positive) - 1`` in [-1, 1] (0 for an empty reply). VADER's lexicon is
+    English and scores Chinese text 0.
+
     ``model="<hub id or local path>"``: a Hugging Face text-classification model through
     ``transformers.pipeline`` on ``device``; ``r = sum_labels p(label) * value(label)`` in [-1, 1], label
     values from :func:`label_value` or ``label_map``.
@@ -75,9 +87,12 @@ class SentimentReward:
     kind = "additive"
 
     def __init__(self, model: str | None = None, device: Any = None, scale: str = "signed",
-                 label_map: Mapping[str, float] | None = None, batch_size: int = 64):
+                 label_map: Mapping[str, float] | None = None, batch_size: int = 64, language: str = "en"):
         if scale not in ("signed", "unit"):
             raise ValueError(f"sentiment: scale must be 'signed' or 'unit', got {scale!r}")
+        if language not in ("en", "zh"):
+            raise ValueError(f"sentiment: language must be 'en' or 'zh', got {language!r}")
+        self.language = language
         self.model = model
         self.device = None if device is None else str(device)
         self.scale = scale
@@ -92,7 +107,9 @@ class SentimentReward:
         return state
 
     def __call__(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> list[float]:
-        if self.model is None:
+        if self.model is None and self.language == "zh":
+            values = [2.0 * p - 1.0 for p in snownlp_positive([r or "" for r in responses])]
+        elif self.model is None:
             polarity = vader_analyzer().polarity_scores
             values = [polarity(r)["compound"] if r else 0.0 for r in responses]
         else:
@@ -131,4 +148,5 @@ class SentimentReward:
         return values
 
     def __repr__(self) -> str:
-        return f"SentimentReward(model={self.model!r}, scale={self.scale!r})"
+        lang = f", language={self.language!r}" if self.language != "en" else ""
+        return f"SentimentReward(model={self.model!r}, scale={self.scale!r}{lang})"
