@@ -25,7 +25,7 @@ import torch
 import dialogue_env  # noqa: F401  (registers the envs)
 from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
-from agents.evaluator import apply_ethics, evaluate_actor, summarize
+from agents.evaluator import apply_ethics, env_ethics, evaluate_actor, summarize
 from agents.ppo import functional as ppo_f
 from agents.ppo.checkpoint import (
     check_resume_config,
@@ -135,7 +135,7 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
         rows, _ = evaluate_actor(env, policy.lm, range(n), logprobs, sort_by_length=True,
                                  temperature=cfg.temperature, greedy=cfg.eval_greedy,
                                  generator=torch.Generator().manual_seed(seed), capture_layer=policy.split)
-    ethics_stats = apply_ethics(rows)
+    ethics_stats = apply_ethics(rows, ethics=env_ethics(env, cfg.dataset))
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
 
