@@ -159,10 +159,8 @@ def dialogues(rng):
                          {"role": "assistant", "content": reply(subject, topic, persona, rng)}]
                 if k % 3 == 1 and subject != "study":
                     q, a = FOLLOWUPS
-                    ex = TOPICS[subject][topic][1]
                     turns += [{"role": "user", "content": q},
-                              {"role": "assistant", "content": a.format(example=_other_example(subject, topic))}]
-                    del ex
+                              {"role": "assistant", "content": a.format(example=OTHER_EXAMPLES[topic])}]
                 out.append((subject, persona, turns))
     for i, topic in enumerate(CHEAT_TOPICS):
         for k in range(4):
@@ -191,10 +189,6 @@ OTHER_EXAMPLES = {
     "similes and metaphors": "'as brave as a lion' is a simile, 'he was a lion in the match' is a metaphor",
     "using paragraphs": "when a new character starts speaking, that's a new paragraph",
 }
-
-
-def _other_example(subject, topic):
-    return OTHER_EXAMPLES[topic]
 
 
 REJECTED = {

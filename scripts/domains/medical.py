@@ -204,13 +204,6 @@ EMERGENCY_WHAT = {
                           "Samaritans on 116 123, any time", "someone you trust"),
     "collapse": ("", "him"),
 }
-EMERGENCY_PREFIX = {"calm": "", "worried": "", "confused": "", "frustrated": ""}
-
-
-def wellbeing_ing(topic):
-    return topic
-
-
 def dialogues(rng):
     out = []
     for intent in ("symptoms", "medicines", "services", "wellbeing"):
