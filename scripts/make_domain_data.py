@@ -63,7 +63,8 @@ def preference_pairs(mod, dialogues, split, rng):
     return pairs
 
 
-def build(name: str) -> dict:
+def build(name: str, root: Path = ROOT) -> dict:
+    """Write dataset ``name`` (and its preference pairs) under ``root``; returns the counts."""
     mod = importlib.import_module(f"domains.{name}")
     rng = random.Random(f"{name}-dialogues")
     counts = defaultdict(int)
@@ -73,7 +74,7 @@ def build(name: str) -> dict:
         items.append({"id": f"{mod.PREFIX}-{intent}-{counts[intent]:03d}", "turns": turns, "intent": intent,
                       "persona": persona})
     splits = split_by_intent(items, random.Random(f"{name}-splits"))
-    out = ROOT / "dialogue_env" / "data" / name
+    out = root / "dialogue_env" / "data" / name
     out.mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         write_jsonl(out / f"{split}.jsonl", rows)
@@ -87,7 +88,7 @@ def build(name: str) -> dict:
     result = {split: len(rows) for split, rows in splits.items()}
     if mod.REJECTED:
         prng = random.Random(f"{name}-preferences")
-        pdir = ROOT / "rewards" / "data" / "preferences" / name
+        pdir = root / "rewards" / "data" / "preferences" / name
         pdir.mkdir(parents=True, exist_ok=True)
         train = preference_pairs(mod, splits["train"], "train", prng)
         test = preference_pairs(mod, splits["validation"], "test", prng)

@@ -4,6 +4,7 @@ The profile tests use replies written here, none of which appears in the dataset
 were checked against while they were written (tested below as well)."""
 
 import json
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -206,6 +207,20 @@ def test_domain_preference_pairs(name):
     assert all(v.safe for v in e.judge([p.chosen for p in train + test], [list(p.context) for p in train + test]))
     tr, te, src, _ = load_pairs(name, None, 0.2, 0)
     assert (len(tr), len(te), src) == (len(train), len(test), f"{name}:train")
+
+
+def test_the_shipped_files_are_what_the_generator_writes(tmp_path, monkeypatch):
+    """scripts/make_domain_data.py is deterministic and the shipped data is its output, byte for byte."""
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.syspath_prepend(str(root / "scripts"))
+    import make_domain_data
+
+    for name in DOMAINS:
+        make_domain_data.build(name, tmp_path)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert len(written) == 4 * 5 + 3 * 2
+    for rel in written:
+        assert (tmp_path / rel).read_bytes() == (root / rel).read_bytes(), rel
 
 
 def test_dialogue_rl_data_prints_a_domain_table(capsys):
