@@ -36,7 +36,10 @@ def _cmd_train(args) -> int:
         train(cfg, out, resume=args.resume, progress_bar=not args.no_progress)
     except ResumeError as err:  # an old-format checkpoint or a changed config: the message says what and how
         raise SystemExit(f"dialogue-rl train: {err}") from None
-    print(f"[dialogue-rl] run directory: {out}")
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 speaks for the run
+        print(f"[dialogue-rl] run directory: {out}")
     return 0
 
 

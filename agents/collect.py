@@ -98,7 +98,10 @@ class LMActor:
             action = logits.argmax(-1)
         else:
             probs = torch.softmax(logits / self.temperature, dim=-1)
-            action = torch.multinomial(probs.cpu(), 1, generator=self.generator).squeeze(1).to(logits.device)
+            if hasattr(self.generator, "multinomial"):  # one generator per row (agents.ppo.distributed.RowSampler)
+                action = self.generator.multinomial(probs).to(logits.device)
+            else:
+                action = torch.multinomial(probs.cpu(), 1, generator=self.generator).squeeze(1).to(logits.device)
         done_t = torch.as_tensor(done, device=action.device)
         return torch.where(done_t, torch.full_like(action, filler), action), None
 
@@ -203,8 +206,10 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
         dialogue_indices: one dataset index per sub-env (repeats allowed: several samples of one dialogue), else
             the env's seeded draw. ``seed`` is passed to ``reset``.
         temperature / greedy / generator: LM sampling from ``softmax(logits / temperature)`` with a
-            ``torch.Generator`` (argmax with ``greedy``). ``capture_layer = j`` keeps the hidden states entering
-            decoder layer ``j`` at every position (``turns=1``): PPO's trunk states. ``share_prefill``: sub-envs
+            ``torch.Generator`` (argmax with ``greedy``), or an object whose ``multinomial(probs (B, V)) -> (B,)``
+            draws each row from its own generator (``agents.ppo.distributed.RowSampler``). ``capture_layer = j``
+            keeps the hidden states entering decoder layer ``j`` at every position (``turns=1``): PPO's trunk
+            states. ``share_prefill``: sub-envs
             holding the same context are encoded once and the KV cache copied.
         deterministic: passed to ``predict``.
     """

@@ -8,7 +8,10 @@
 - ``trainer_state.safetensors``: every tensor of the trainer state (trainable weights and value head, optimizer
   moments and steps, the torch RNG and the sampling generator's state);
 - ``trainer_state.json``: the rest of it (optimizer hyperparameters, KL controller, numpy and python RNG states, the
-  dialogue sampler, progress), tensors referred to by their name in the safetensors file.
+  dialogue sampler, progress), tensors referred to by their name in the safetensors file;
+- with ``fsdp: true`` (FSDP2 under torchrun), ``sharded/``: each process's shards of the trainable weights and
+  optimizer state, written by ``torch.distributed.checkpoint`` as safetensors files with the shard offsets as JSON
+  in their headers (``agents.ppo.distributed.save_sharded``); ``trainer_state.*`` then hold the rest only.
 
 Every file is JSON, text or safetensors: reading a checkpoint builds only dicts, lists, tuples, strings, numbers,
 numpy number arrays and tensors, so it can never run code (unlike a pickle, which ``torch.load(weights_only=False)``
@@ -41,6 +44,7 @@ META = "dialogue_rl.json"
 STATE_JSON = "trainer_state.json"
 STATE_TENSORS = "trainer_state.safetensors"
 LEGACY_STATE = "trainer_state.pt"
+SHARDED = "sharded"
 FORMAT = "dialogue-rl-ppo-checkpoint"
 VERSION = 2
 _NDARRAY_KINDS = "biuf"  # bool, signed / unsigned integer, float arrays only
@@ -127,12 +131,15 @@ def read_trainer_state(directory: str | os.PathLike) -> dict:
 
 
 # --------------------------------------------------------------------------------------- the trainer's state
-def capture_state(iteration: int, policy, optimizer, kl_ctl, gen: torch.Generator, sampler, progress: dict) -> dict:
-    """Everything ``--resume`` needs to continue bit for bit: trainable weights, optimizer, KL controller, RNGs."""
+def capture_state(iteration: int, policy, optimizer, kl_ctl, gen: torch.Generator, sampler, progress: dict,
+                  sharded: bool = False) -> dict:
+    """Everything ``--resume`` needs to continue bit for bit: trainable weights, optimizer, KL controller, RNGs.
+    ``sharded``: the weights and optimizer moments are in ``sharded/``; only the optimizer's hyperparameters here."""
     return {
         "iteration": iteration,
-        "trainable": {name: p for name, p in policy.named_parameters() if p.requires_grad},
-        "optimizer": optimizer.state_dict(),
+        "trainable": {} if sharded else {name: p for name, p in policy.named_parameters() if p.requires_grad},
+        "optimizer": ({"param_groups": optimizer.state_dict()["param_groups"]} if sharded
+                      else optimizer.state_dict()),
         "kl_ctl": kl_ctl.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "numpy_rng": np.random.get_state(),
@@ -144,11 +151,25 @@ def capture_state(iteration: int, policy, optimizer, kl_ctl, gen: torch.Generato
 
 
 def restore_state(state: dict, policy, optimizer, kl_ctl, gen: torch.Generator, sampler, where: Path) -> dict:
-    """Put :func:`capture_state`'s ``state`` back; returns the progress counters."""
-    missing = policy.load_state_dict(state["trainable"], strict=False)
-    if missing.unexpected_keys:
-        raise ResumeError(f"checkpoint {where} does not match this config: unexpected {missing.unexpected_keys}")
-    optimizer.load_state_dict(state["optimizer"])
+    """Put :func:`capture_state`'s ``state`` back; returns the progress counters. A sharded policy (FSDP2) gets
+    its weights and optimizer moments from ``where/sharded`` (``agents.ppo.distributed.load_sharded``)."""
+    if getattr(policy, "sharded", False):
+        if not (where / SHARDED).is_dir():
+            raise ResumeError(f"checkpoint {where} was not written with fsdp: true (no {SHARDED}/); resume it with the "
+                              f"fsdp setting it was trained with")
+        from agents.ppo.distributed import load_sharded
+
+        load_sharded(where / SHARDED, policy, optimizer)
+        for group, saved in zip(optimizer.param_groups, state["optimizer"]["param_groups"]):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+    else:
+        if (where / SHARDED).is_dir():
+            raise ResumeError(f"checkpoint {where} holds FSDP shards ({SHARDED}/): resume it with fsdp: true under "
+                              f"torchrun")
+        missing = policy.load_state_dict(state["trainable"], strict=False)
+        if missing.unexpected_keys:
+            raise ResumeError(f"checkpoint {where} does not match this config: unexpected {missing.unexpected_keys}")
+        optimizer.load_state_dict(state["optimizer"])
     kl_ctl.load_state_dict(state["kl_ctl"])
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
@@ -159,16 +180,20 @@ def restore_state(state: dict, policy, optimizer, kl_ctl, gen: torch.Generator, 
 
 
 def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer, optimizer, kl_ctl, gen, sampler,
-                    progress: dict, keep: int = 2) -> Path:
+                    progress: dict, keep: int = 2, lm=None, sharded_dir: Path | None = None) -> Path:
     """Write ``out/checkpoints/iter-NNNNNN`` atomically (see the module docstring for its files); keep the newest
-    ``keep``. Re-running the same iteration after a resume replaces the old one."""
+    ``keep``. Re-running the same iteration after a resume replaces the old one. FSDP2: ``lm`` is the gathered
+    plain model and ``sharded_dir`` the shards every process wrote, moved in as ``sharded/``."""
     root = out / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter-{iteration:06d}"
     with atomic_directory(final) as tmp:
-        policy.merged_lm().save_pretrained(tmp, safe_serialization=True)
+        (lm if lm is not None else policy.merged_lm()).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_trainer_state(tmp, capture_state(iteration, policy, optimizer, kl_ctl, gen, sampler, progress))
+        write_trainer_state(tmp, capture_state(iteration, policy, optimizer, kl_ctl, gen, sampler, progress,
+                                               sharded=sharded_dir is not None))
+        if sharded_dir is not None:
+            shutil.move(sharded_dir, tmp / SHARDED)  # into the directory atomic_directory publishes
         meta = {"format": FORMAT, "version": VERSION, "iteration": iteration, "base_model": cfg.model,
                 "config": cfg.to_dict(), "progress": progress}
         atomic_write_text(tmp / META, json.dumps(meta, indent=2, default=str))

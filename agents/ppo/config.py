@@ -53,7 +53,9 @@ class PPOConfig(ConfigBase):
 
     # --------------------------------------------------------------------------------------------- rollouts
     num_envs: int = 16
-    """Parallel dialogues per rollout = replies per PPO iteration (the batched env's num_envs)."""
+    """Parallel dialogues per rollout = replies per PPO iteration (the batched env's num_envs). The global batch:
+    under torchrun each of N processes rolls out num_envs / N of them (a multiple of samples_per_context), so the
+    same config learns the same thing on any number of processes."""
     samples_per_context: int = 1
     """Replies sampled per dialogue in a rollout: num_envs / samples_per_context distinct dialogues, each encoded
     once (the prefill's KV cache is shared by its samples). num_envs must be a multiple of it."""
@@ -68,6 +70,16 @@ class PPOConfig(ConfigBase):
     final evaluation (timed by the first one) would exceed it. None = no limit. May change on --resume."""
     temperature: float = 0.7
     """Sampling temperature; the policy being optimised is softmax(logits / temperature)."""
+    seed_per_reply: bool | None = None
+    """Draw each reply's tokens from a generator of its own, seeded by (seed, iteration, row of the global batch),
+    so the replies do not depend on how the batch is split over processes: N ranks give the run of one, and a run
+    resumes identically on another world size. None: on under torchrun (false is refused there), off in a plain
+    process (one generator for the whole batch)."""
+    fsdp: bool = False
+    """Under torchrun, shard the policy, its value head and the frozen reference over the processes with FSDP2
+    (torch.distributed.fsdp.fully_shard, one unit per decoder layer) instead of replicating the trained layers
+    with DDP; checkpoints then go through torch.distributed.checkpoint (safetensors shards), each also converted
+    to a plain Hugging Face model directory."""
 
     # ---------------------------------------------------------------------------------------- optimisation
     learning_rate: float = 1e-5
@@ -197,6 +209,14 @@ class PPOConfig(ConfigBase):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
                 raise ValueError(f"{name}={value!r} must be a number > 0, or null for none")
+        for name in ("seed_per_reply",):
+            if getattr(self, name) not in (None, True, False):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be true, false or null (automatic)")
+        if not isinstance(self.fsdp, bool):
+            raise ValueError(f"fsdp={self.fsdp!r} must be true or false")
+        if self.fsdp and self.lora_r > 0:
+            raise ValueError("fsdp: true with lora_r > 0 is not supported: LoRA already holds the model once and "
+                             "trains only its adapters (use DDP: fsdp: false)")
         if self.dtype not in ("auto", "float32", "bfloat16", "fp32", "bf16", "float16", "fp16"):
             raise ValueError(f"dtype={self.dtype!r}: use auto, float32 or bfloat16")
         if self.eval_split not in ("train", "validation", "test"):

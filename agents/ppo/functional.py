@@ -82,18 +82,23 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True, dim: 
 
 
 def masked_whiten(
-    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8, unbiased: bool = True
+    x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8, unbiased: bool = True,
+    mean_var: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Normalise ``x`` to zero mean and unit variance over the real positions of the whole batch.
 
     ``y_i = (x_i - mu) / sqrt(var + eps)``, with ``mu``, ``var`` from ``masked_mean`` / ``masked_var`` over every
     real token of the batch. With ``shift_mean=False`` the mean is added back, ``y_i = (x_i - mu) / sqrt(var + eps)
     + mu``: the scale is normalised but the sign of the mean is kept (used to whiten rewards, whose mean carries
-    signal). Padded positions are 0 in the output.
+    signal). Padded positions are 0 in the output. ``mean_var``: use these statistics instead of the batch's own
+    (data-parallel training whitens with those of every process's batch together, ``agents.ppo.distributed``).
     """
     x = _zero_padding(x, mask)  # (B, T)
-    mean = masked_mean(x, mask)  # ()
-    var = masked_var(x, mask, unbiased=unbiased)  # ()
+    if mean_var is None:
+        mean = masked_mean(x, mask)  # ()
+        var = masked_var(x, mask, unbiased=unbiased)  # ()
+    else:
+        mean, var = mean_var
     whitened = (x - mean) * torch.rsqrt(var + eps)  # (B, T)
     if not shift_mean:
         whitened = whitened + mean

@@ -11,7 +11,8 @@ frozen reference model, so:
 
 For SmolLM2-135M (30 layers) and ``k = 2`` a PPO epoch costs about a fifteenth of a full forward and backward.
 ``num_layers_unfrozen = -1`` trains every layer (the trunk is then empty: ``h`` is the token embeddings).
-``lora_r > 0`` puts LoRA adapters (peft) on the trainable layers instead of training them in full.
+``lora_r > 0`` puts LoRA adapters (peft) on the trainable layers instead of training them in full; the reference is
+then the same layers with the adapters switched off (no copy: a large model is held once).
 
 The top-layer forward calls the model's own decoder layers with a mask and rotary embeddings built here; it is
 tested to reproduce the model's full forward exactly (tests/test_ppo_policy.py). Supported: Llama-style models
@@ -101,12 +102,18 @@ class PolicyWithValue(nn.Module):
         self.n_layers, self.k = n, k
         self.split = n - k  # index of the first trainable layer; h = input of layer `split`
         hidden = lm.config.hidden_size
-        # Frozen reference head: a copy of the original top layers, final norm and LM head.
-        self.ref_layers = copy.deepcopy(inner.layers[self.split:])
-        self.ref_norm = copy.deepcopy(inner.norm)
+        # Frozen reference head: a copy of the original top layers, final norm and LM head. With LoRA the base
+        # weights never change, so the reference is the policy's own layers and norm with the adapters off.
+        if lora_r > 0:
+            self.ref_layers, self.ref_norm = None, inner.norm
+        else:
+            self.ref_layers = copy.deepcopy(inner.layers[self.split:])
+            self.ref_norm = copy.deepcopy(inner.norm)
+            for module in (self.ref_layers, self.ref_norm):
+                module.requires_grad_(False)
         self.ref_lm_head = copy.deepcopy(lm.lm_head) if train_lm_head else lm.lm_head
-        for module in (self.ref_layers, self.ref_norm):
-            module.requires_grad_(False)
+        self.fast_last_layer = True  # the last top layer computes the reply positions only (layer_at_positions)
+        self.sharded = False  # set by agents.ppo.distributed.shard_policy (FSDP2)
         # Value head on the policy's final hidden state; starts near zero so early advantages are the rewards.
         self.value_head = nn.Linear(hidden, 1)
         nn.init.normal_(self.value_head.weight, std=1.0 / (hidden ** 0.5) * 0.1)
@@ -150,7 +157,7 @@ class PolicyWithValue(nn.Module):
         rope = self.inner.rotary_emb(h, position_ids=pos)
         last = len(layers) - 1
         for i, layer in enumerate(layers):
-            if i == last and keep_from > 0 and _plain_llama_layer(layer):
+            if i == last and keep_from > 0 and self.fast_last_layer and _plain_llama_layer(layer):
                 return norm(layer_at_positions(layer, h, bias, rope, keep_from))
             out = layer(h, attention_mask=bias, position_ids=pos, position_embeddings=rope)
             h = out[0] if isinstance(out, tuple) else out
@@ -179,7 +186,20 @@ class PolicyWithValue(nn.Module):
     def reference_logits(self, h, mask, keep_from: int = 0):
         """Logits of the frozen reference model (B, S', V) from the same trunk states; no gradient."""
         with torch.no_grad():
-            x = self._top(h, mask, self.ref_layers, self.ref_norm, keep_from)
+            if self.ref_layers is not None:
+                return self.ref_lm_head(self._top(h, mask, self.ref_layers, self.ref_norm, keep_from))
+            adapters = [m for m in self.inner.layers[self.split:].modules() if hasattr(m, "enable_adapters")
+                        and hasattr(m, "lora_A")]
+            trainable = [p for p in self.parameters() if p.requires_grad]
+            for m in adapters:  # LoRA: the base layers alone are the reference
+                m.enable_adapters(False)
+            try:
+                x = self._top(h, mask, self.inner.layers[self.split:], self.ref_norm, keep_from)
+            finally:
+                for m in adapters:
+                    m.enable_adapters(True)
+                for p in trainable:  # enable_adapters(False) froze the adapters; put them back as they were
+                    p.requires_grad_(True)
             return self.ref_lm_head(x)
 
     def merged_lm(self):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import dialogue_env  # noqa: F401  (registers the envs)
 from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
 from agents.evaluator import apply_ethics, env_ethics, evaluate_actor, summarize
+from agents.ppo import distributed as ddp
 from agents.ppo import functional as ppo_f
 from agents.ppo.checkpoint import (
     check_resume_config,
@@ -39,7 +41,7 @@ from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
 from agents.ppo.policy import PolicyWithValue
 from dialogue_env.models import load_policy
-from rewards.utils import atomic_write_text
+from rewards.utils import ConfigError, atomic_write_text
 
 __all__ = ["LengthGroupedSampler", "evaluate_in_training", "latest_checkpoint", "save_checkpoint", "train"]
 
@@ -187,14 +189,38 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     ``resume``: continue from the newest readable checkpoint in ``out`` (a damaged newest one is logged and the
     previous one used; an old pickle-format one is refused), only if ``cfg`` differs from the run's saved config in
     nothing but ``agents.ppo.config.RESUME_CHANGEABLE`` fields; otherwise a ``ResumeError`` lists the changed fields
-    and nothing in ``out`` is touched. Leftovers of an interrupted checkpoint write are removed first."""
+    and nothing in ``out`` is touched. Leftovers of an interrupted checkpoint write are removed first.
+
+    Under ``torchrun`` every process runs this function on its shard of the batch (``agents.ppo.distributed``);
+    rank 0 logs, evaluates and writes the checkpoints (the summaries are returned on rank 0 only)."""
+    cfg.validate()
+    dist, device = ddp.setup(cfg.device)
+    try:
+        ddp.check_world_size(cfg, dist.world)
+        if cfg.fsdp and not dist.launched:
+            raise ConfigError("fsdp: true shards the policy over processes: start the run with torchrun "
+                              "(torchrun --nproc_per_node N -m agents.ppo.train ...), or set fsdp: false")
+        if device != cfg.device:  # cuda -> cuda:LOCAL_RANK
+            cfg = PPOConfig.from_dict({**cfg.to_dict(), "device": device})
+        return _train(cfg, Path(out), resume, progress_bar and dist.main, log if dist.main else _quiet, dist)
+    finally:
+        ddp.teardown(dist)
+
+
+def _quiet(*args, **kwargs) -> None:
+    """The log of ranks other than 0."""
+
+
+def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dist: ddp.Dist) -> dict:
     from tqdm.auto import tqdm
 
     t_start = time.time()
-    cfg.validate()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(out, log)
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(out, log)
+        for staging in (out / "checkpoints").glob(".sharded-iter-*"):  # FSDP2 shards of a killed checkpoint write
+            shutil.rmtree(staging, ignore_errors=True)
+    dist.barrier()
     found = find_resume_checkpoint(out, log) if resume else None
     if resume and found is None:
         log(f"[dialogue-rl] --resume: no checkpoint under {out}/checkpoints, starting from scratch")
@@ -206,14 +232,18 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype="float32" if cfg.dtype == "auto" else cfg.dtype)
     policy = PolicyWithValue(lm, num_layers_unfrozen=cfg.num_layers_unfrozen, train_lm_head=cfg.train_lm_head,
                              lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
+    if cfg.fsdp:
+        ddp.shard_policy(dist, policy)  # before the optimizer: it holds the sharded parameters
     optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
-    envs = make_env(cfg, cfg.num_envs, "train")
-    envs.reset(seed=cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    rows = ddp.shard_rows(dist, cfg.num_envs)  # this process's rows of the global batch (all of them in one)
+    envs = make_env(cfg, rows.stop - rows.start, "train")
+    envs.reset(seed=cfg.seed + rows.start)  # sub-env i of the global batch is seeded seed + i, as in one process
+    gen = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: dialogue draws, minibatch order
     n_samples = cfg.samples_per_context
     sampler = LengthGroupedSampler(envs.unwrapped.context_lengths, cfg.num_envs // n_samples, cfg.seed)
+    row_sampling = dist.launched if cfg.seed_per_reply is None else cfg.seed_per_reply
     progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
     summaries = {}
     if found is not None:
@@ -223,23 +253,29 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         if before_path.is_file():
             summaries["before"] = json.loads(before_path.read_text())
         log(f"[dialogue-rl] resumed from {ckpt} at iteration {progress['iteration']}")
-    logger = Logger(cfg, out)
-    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
+    top = ddp.wrap_for_training(dist, policy)  # policy.policy_head, or its DDP-wrapped trained part
+    logger = Logger(cfg if dist.main else PPOConfig.from_dict({**cfg.to_dict(), "logger": "none"}), out)
+    if dist.main:
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
 
     # ---- evaluation of the untrained policy on the final split (the "before" column)
     final_env = None
     rows_before = None
     eval_seconds = 0.0  # how long the final evaluation will take, estimated by the first one
     if "before" not in summaries and cfg.final_split:
-        final_env = make_env(cfg, cfg.eval_batch_size, cfg.final_split)
-        t0 = time.time()
-        summaries["before"], rows_before = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
-                                                                env=final_env)
+        with ddp.gathered(policy):  # FSDP2: every rank gathers the weights, rank 0 evaluates
+            if dist.main:
+                final_env = make_env(cfg, cfg.eval_batch_size, cfg.final_split)
+                t0 = time.time()
+                summaries["before"], rows_before = evaluate_in_training(policy, cfg, cfg.final_split,
+                                                                        seed=cfg.seed + 10_000, env=final_env)
+    if "before" in summaries and rows_before is not None:
         eval_seconds = time.time() - t0
         write_outputs(summaries["before"], rows_before, out / "eval_before.json")
         log(f"[dialogue-rl] before training: reward {summaries['before']['reward']:.3f} on {cfg.final_split} "
             f"({time.time() - t0:.0f} s)")
         logger.log(_eval_scalars(summaries["before"], "final"), 0)
+    dist.barrier()
 
     # ---- the loop
     start_iter = progress["iteration"]
@@ -256,15 +292,17 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         with autocast(cfg):  # bfloat16 on CUDA (dtype auto); nothing on CPU
             # 1. rollout through the batched env
             policy.eval()
-            ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=gen, capture_layer=policy.split,
-                         dialogue_indices=np.repeat(sampler.next(), n_samples))  # groups of samples
-            t_rollout = time.time() - t_iter
+            sampling = ddp.RowSampler(cfg.seed, iteration, range(rows.start, rows.stop)) if row_sampling else gen
+            with ddp.gathered(policy):  # FSDP2: whole weights on every rank while it writes and scores its rows
+                ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=sampling,
+                             capture_layer=policy.split,
+                             dialogue_indices=np.repeat(sampler.next(), n_samples)[rows])  # groups of samples
+                t_rollout = time.time() - t_iter
+                # 2. old log-probs, values, reference log-probs from the shared trunk states
+                old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
             ids, seq_mask = ro.sequence()
             Lq = ro.query_ids.shape[1]
             mask = ro.response_mask.bool()  # (B, T)
-
-            # 2. old log-probs, values, reference log-probs from the shared trunk states
-            old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
 
             # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
             #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
@@ -273,11 +311,12 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             if cfg.score_baseline == "group":  # s_i - mean of the other samples of the same dialogue
                 scores = ppo_f.leave_one_out_baseline(scores, n_samples)
             token_r = ppo_f.token_rewards(scores, kl, mask, kl_ctl.value)  # (B, T)
-            if cfg.whiten_rewards:
-                token_r = ppo_f.masked_whiten(token_r, mask, shift_mean=False)
+            if cfg.whiten_rewards:  # statistics of the global batch (all ranks')
+                token_r = ddp.whiten(dist, token_r, mask, shift_mean=False)
             advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
             if cfg.norm_adv:
-                advantages = ppo_f.masked_whiten(advantages, mask)
+                advantages = ddp.whiten(dist, advantages, mask)
+            lengths = dist.gather(ro.lengths.cpu())  # (B,) reply tokens of every row of the global batch
 
             # 4. PPO epochs over minibatches of replies; only the top layers run
             policy.train()
@@ -286,8 +325,9 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             for _epoch in range(cfg.update_epochs):
                 order = torch.randperm(B, generator=gen)
                 for start in range(0, B, T_mb):
-                    mb = order[start:start + T_mb]
-                    logits, values = policy.policy_head(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
+                    # this rank's rows of the global minibatch; weight: its share of the minibatch's tokens
+                    mb, weight, share = ddp.minibatch(dist, order[start:start + T_mb], lengths, B)
+                    logits, values = top(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
                     logits = logits.float() / cfg.temperature  # (b, T, V)
                     logp = ppo_f.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
                     entropy = ppo_f.masked_mean(ppo_f.entropy_from_logits(logits), mask[mb])
@@ -295,15 +335,20 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
                     v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
                                                   cfg.clip_coef if cfg.clip_vloss else None)
                     loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                    if weight != 1.0:  # DDP averages over ranks: world * n_local / n makes it the global mean
+                        loss = loss * weight
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
                     optimizer.step()
-                    for key, value in (("pg_loss", pg_loss), ("v_loss", v_loss), ("entropy", entropy),
-                                       ("approx_kl", pstats["approx_kl"]), ("clipfrac", pstats["clipfrac"]),
-                                       ("vf_clipfrac", vstats["vf_clipfrac"])):
-                        stats[key].append(float(value.detach()))
-                    if cfg.target_kl is not None and float(pstats["approx_kl"]) > cfg.target_kl:
+                    values_mb = [pg_loss, v_loss, entropy, pstats["approx_kl"], pstats["clipfrac"],
+                                 vstats["vf_clipfrac"]]
+                    values_mb = [float(v.detach()) for v in values_mb]
+                    if dist.world > 1:  # minibatch statistics over every rank's rows (token-weighted)
+                        values_mb = dist.sum([share * v for v in values_mb]).tolist()
+                    for key, value in zip(stats, values_mb):
+                        stats[key].append(value)
+                    if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
                         stop = True
                         break
                 if stop:
@@ -311,38 +356,42 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
 
         # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
-        kl_per_reply = float(ppo_f.masked_sum(kl, mask, dim=1).mean())
+        totals = _global_totals(dist, ro, ppo_f.masked_sum(kl, mask, dim=1))
+        kl_per_reply = totals["kl"]
         kl_ctl.update(kl_per_reply, B)
         progress["iteration"] = iteration + 1
         progress["episodes"] += B
-        progress["env_steps"] += ro.stats["env_steps"]
+        progress["env_steps"] += totals["env_steps"]
         dt = time.time() - t_iter
         progress["train_seconds"] += dt
         scalars = {
             "charts/episodes": progress["episodes"], "charts/env_steps": progress["env_steps"],
             "charts/learning_rate": optimizer.param_groups[0]["lr"], "charts/kl_coef": kl_ctl.value,
             "charts/iteration_seconds": dt, "charts/rollout_seconds": t_rollout,
-            "charts/env_steps_per_second": ro.stats["env_steps"] / max(t_rollout, 1e-9),
-            "charts/mean_reply_tokens": float(ro.lengths.float().mean()),
-            "rewards/total": float(ro.scores.mean()), "objective/kl": kl_per_reply,
-            "objective/rlhf_reward": float(ro.scores.mean()) - kl_ctl.value * kl_per_reply,
-            "losses/explained_variance": ppo_f.explained_variance(old_values, returns, mask),
+            "charts/env_steps_per_second": totals["env_steps"] / max(t_rollout, 1e-9),
+            "charts/mean_reply_tokens": totals["reply_tokens"],
+            "rewards/total": totals["reward"], "objective/kl": kl_per_reply,
+            "objective/rlhf_reward": totals["reward"] - kl_ctl.value * kl_per_reply,
+            "losses/explained_variance": ddp.explained_variance(dist, old_values, returns, mask),
         }
-        scalars.update({f"rewards/{k}": float(np.mean(v)) for k, v in ro.components.items()})
+        scalars.update({f"rewards/{k}": v for k, v in totals["components"].items()})
         scalars.update({f"losses/{k}": float(np.mean(v)) for k, v in stats.items() if v})
         logger.log(scalars, progress["episodes"])
         history.append(scalars)
-        bar.set_postfix(reward=f"{ro.scores.mean():.3f}", kl=f"{kl_per_reply:.2f}")
+        bar.set_postfix(reward=f"{totals['reward']:.3f}", kl=f"{kl_per_reply:.2f}")
         last = iteration + 1 == cfg.total_iterations
         # Budget: stop if one more iteration and the final evaluation would not fit in time_limit_s.
-        over_time = (cfg.time_limit_s is not None
-                     and time.time() - t_start + dt + eval_seconds > cfg.time_limit_s)
+        over_time = dist.any(cfg.time_limit_s is not None  # every rank stops when one runs out of time
+                             and time.time() - t_start + dt + eval_seconds > cfg.time_limit_s)
         if (cfg.checkpoint_every and (iteration + 1) % cfg.checkpoint_every == 0) or last or over_time:
-            save_checkpoint(out, iteration + 1, cfg, policy, tokenizer, optimizer, kl_ctl, gen, sampler, progress)
+            _save(dist, out, iteration + 1, cfg, policy, tokenizer, optimizer, kl_ctl, gen, sampler, progress)
         if cfg.eval_every and (iteration + 1) % cfg.eval_every == 0 and not last:
-            s, _ = evaluate_in_training(policy, cfg, cfg.eval_split, seed=cfg.seed + 20_000)
-            logger.log(_eval_scalars(s), progress["episodes"])
-            evals.append({"iteration": iteration + 1, **s})
+            with ddp.gathered(policy):
+                if dist.main:
+                    s, _ = evaluate_in_training(policy, cfg, cfg.eval_split, seed=cfg.seed + 20_000)
+                    logger.log(_eval_scalars(s), progress["episodes"])
+                    evals.append({"iteration": iteration + 1, **s})
+            dist.barrier()
         if over_time:
             log(f"\n[dialogue-rl] stopping after {iteration + 1} iterations to finish within time_limit_s = "
                 f"{cfg.time_limit_s:.0f} s")
@@ -351,9 +400,12 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
     # ---- the "after" column, the table and examples
     if cfg.final_split:
-        final_env = final_env or make_env(cfg, cfg.eval_batch_size, cfg.final_split)
-        summaries["after"], rows_after = evaluate_in_training(policy, cfg, cfg.final_split, seed=cfg.seed + 10_000,
-                                                              env=final_env)
+        with ddp.gathered(policy):
+            if dist.main:
+                final_env = final_env or make_env(cfg, cfg.eval_batch_size, cfg.final_split)
+                summaries["after"], rows_after = evaluate_in_training(policy, cfg, cfg.final_split,
+                                                                      seed=cfg.seed + 10_000, env=final_env)
+    if cfg.final_split and dist.main:
         write_outputs(summaries["after"], rows_after, out / "eval_after.json")
         logger.log(_eval_scalars(summaries["after"], "final"), progress["episodes"])
         if summaries.get("before") and rows_before is None:  # resumed: the "before" rows are on disk
@@ -361,9 +413,39 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         report = _report(cfg, summaries, rows_before or [], rows_after, progress)
         atomic_write_text(out / "report.md", report)
         log(report)
+    dist.barrier()
     logger.close()
     return {"summaries": summaries, "progress": progress, "history": history, "evals": evals,
             "checkpoint": str(latest_checkpoint(out))}
+
+
+def _save(dist: ddp.Dist, out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer, *state) -> None:
+    """Rank 0 writes the checkpoint (``save_checkpoint``); with FSDP2 every rank first writes its shards and the
+    weights are gathered into a plain model for rank 0. The others wait until it is complete."""
+    lm = staging = None
+    if policy.sharded:
+        staging = out / "checkpoints" / f".sharded-iter-{iteration:06d}"
+        if dist.main:
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir(parents=True)
+        dist.barrier()
+        ddp.save_sharded(staging, policy, state[0])
+        lm = ddp.full_lm(dist, policy)
+    if dist.main:
+        save_checkpoint(out, iteration, cfg, policy, tokenizer, *state, lm=lm, sharded_dir=staging)
+    dist.barrier()
+
+
+def _global_totals(dist: ddp.Dist, ro: Rollout, kl_per_row: torch.Tensor) -> dict:
+    """Means over the global batch of the rollout's reward, components, reply length and per-reply KL; env steps
+    summed over ranks (one all-reduce)."""
+    names = sorted(ro.components)
+    local = [float(ro.scores.sum()), float(kl_per_row.sum()), float(ro.lengths.sum()), float(len(ro.scores)),
+             float(ro.stats["env_steps"])] + [float(np.sum(ro.components[k])) for k in names]
+    t = dist.sum(local).tolist()
+    n = t[3]
+    return {"reward": t[0] / n, "kl": t[1] / n, "reply_tokens": t[2] / n, "env_steps": int(t[4]),
+            "components": {k: v / n for k, v in zip(names, t[5:])}}
 
 
 def _report(cfg: PPOConfig, summaries: dict, rows_before: list, rows_after: list, progress: dict) -> str:
