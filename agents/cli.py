@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="let a language model play Dialogue-v0 episodes and show the rewards")
     demo.add_argument("--model", default="smollm2-135m", help="smollm2-135m, tiny-random, a hub id or a path")
-    demo.add_argument("--dataset", default="customer_service", help="customer_service, chatterbot or a JSONL path")
+    demo.add_argument("--dataset", default="customer_service",
+                      help="customer_service, customer_service_zh, medical, education, legal, chatterbot or a JSONL path")
     demo.add_argument("--split", default="test", choices=["train", "validation", "test"])
     demo.add_argument("--episodes", type=int, default=3)
     demo.add_argument("--turns", type=int, default=1)

@@ -43,7 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.evaluator import apply_ethics, distinct_n, evaluate_actor, reply_logprobs, rows_from_rollout, summarize
+from agents.evaluator import (
+    apply_ethics,
+    distinct_n,
+    env_ethics,
+    evaluate_actor,
+    reply_logprobs,
+    rows_from_rollout,
+    summarize,
+)
 from rewards.utils import atomic_write_text
 
 __all__ = [
@@ -266,11 +274,12 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
     try:
         rows, _ = evaluate_actor(venv, lm, range(n), logprobs, temperature=temperature, greedy=greedy,
                                  generator=generator, progress=bar)
+        ethics = env_ethics(venv, dataset)  # the dataset's ethics profile judges and filters
     finally:
         bar.close()
         venv.close()
 
-    ethics_stats = apply_ethics(rows, filter)
+    ethics_stats = apply_ethics(rows, filter, None if filter not in (None, "ethics") else ethics)
     summary = summarize(
         rows, ethics_stats,
         policy=policy, reference=_model_name(ref), dataset=dataset if isinstance(dataset, str) else

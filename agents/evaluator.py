@@ -125,6 +125,18 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(unique) / total if total else 0.0
 
 
+def env_ethics(env: Any, dataset: Any = None) -> Any:
+    """The ethics judgement for an env's replies: its reward's ``ethics`` part (so the dataset's ethics profile, or
+    the one the reward spec chose, judges and filters), else an ``EthicsReward`` with ``dataset``'s profile."""
+    import rewards
+    from dialogue_env.data import dataset_info
+
+    for c in getattr(getattr(env.unwrapped, "reward_module", None), "components", ()):
+        if isinstance(c.module, rewards.EthicsReward):
+            return c.module
+    return rewards.EthicsReward(profile=dataset_info(dataset).ethics_profile)
+
+
 def apply_ethics(rows: list[dict], filter: Any = None, ethics: Any = None) -> dict:
     """Judge every row's ``reply_raw`` with the built-in ethics module and, with ``filter`` ("ethics" or a
     ``rewards.EthicsFilter``), replace unsafe replies. Sets each row's ``ethics_unsafe``, ``ethics_reason`` and
@@ -216,4 +228,4 @@ def turn_summary(rows: Sequence[Mapping]) -> dict:
     return out
 
 
-__all__ = ["apply_ethics", "distinct_n", "evaluate_actor", "reply_logprobs", "rows_from_rollout", "summarize"]
+__all__ = ["apply_ethics", "distinct_n", "env_ethics", "evaluate_actor", "reply_logprobs", "rows_from_rollout", "summarize"]

@@ -29,14 +29,13 @@ def load_pairs(data: str, test: str | None, test_fraction: float, seed: int) -> 
     import numpy as np
 
     from rewards.jsonl import DatasetError
-    from rewards.preferences import load_preference_dataset, load_preferences
+    from rewards.preferences import BUILTIN_PREFERENCE_SETS, load_preference_dataset, load_preferences
 
-    if data == "customer_service":
-        train = load_preference_dataset("customer_service", "train")
+    if data in BUILTIN_PREFERENCE_SETS:
+        train = load_preference_dataset(data, "train")
         if test is None:
-            return train, load_preference_dataset("customer_service", "test"), "customer_service:train", \
-                "customer_service:test"
-        return train, load_preferences(test), "customer_service:train", str(test)
+            return train, load_preference_dataset(data, "test"), f"{data}:train", f"{data}:test"
+        return train, load_preferences(test), f"{data}:train", str(test)
     path = Path(data).expanduser()
     if path.is_dir():
         if not (path / "train.jsonl").is_file():
@@ -78,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a reward model on preference pairs and report held-out accuracy",
                        description=__doc__.split("::")[0].strip(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--data", default="customer_service",
-                   help="customer_service (shipped pairs), a preference JSONL file, or a directory with train.jsonl")
+                   help="customer_service, medical, education or legal (shipped pairs), a preference JSONL file, "
+                        "or a directory with train.jsonl")
     t.add_argument("--test", default=None, help="held-out preference JSONL (default: see --data)")
     t.add_argument("--test-fraction", type=float, default=0.2,
                    help="share of --data held out for testing when --data is a file and --test is not given")

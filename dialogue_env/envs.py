@@ -16,7 +16,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from rewards.utils import ConfigError
 
 from .core import CUSTOMER_SERVICE_SYSTEM_PROMPT, DialogueBatch
-from .data import Dialogue, load_dataset
+from .data import Dialogue, dataset_info, load_dataset
 from .models import load_tokenizer, vocab_size_of
 
 
@@ -50,11 +50,14 @@ def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max
         dialogues = list(dataset)
     else:
         dialogues = load_dataset(dataset, split)
+    info = dataset_info(dataset)
     if system_prompt == "auto":
-        system_prompt = CUSTOMER_SERVICE_SYSTEM_PROMPT if dataset == "customer_service" else None
+        system_prompt = CUSTOMER_SERVICE_SYSTEM_PROMPT if dataset == "customer_service" else info.system_prompt
     import rewards
 
-    composite = rewards.make_composite(rewards.DEFAULT_SPEC if reward is None else reward, device=device)
+    # the dataset's language picks the scorers, its ethics profile the guideline (explicit options win)
+    composite = rewards.make_composite(rewards.DEFAULT_SPEC if reward is None else reward, device=device,
+                                       **info.reward_options())
     if isinstance(user_simulator, str) and user_simulator == "lm":
         user_simulator = _cached_customer(simulator_model, str(device))
     elif isinstance(user_simulator, str) and user_simulator != "replay":
@@ -245,11 +248,16 @@ class DialogueEnv(DialogueSurface, gym.Env):
     ## Arguments
     - ``model`` (str, "smollm2-135m"): model name whose tokenizer and vocabulary define the spaces: "smollm2-135m",
       "tiny-random", a hub id or a local directory. No weights are loaded.
-    - ``dataset`` ("customer_service"): "customer_service", "chatterbot", "chatterbot-chinese", a JSONL path, or a
-      list of ``Dialogue``. ``split`` ("train"): train / validation / test.
+    - ``dataset`` ("customer_service"): "customer_service", "customer_service_zh", "medical", "education", "legal",
+      "chatterbot", "chatterbot-chinese", a JSONL path, or a list of ``Dialogue``. ``split`` ("train"): train /
+      validation / test.
     - ``reward`` (None): a reward name, a ``{name: weight}`` dict, or a reward module; None = ``rewards.DEFAULT_SPEC``.
+      Built from names, its parts follow the dataset's ``dataset.json``: ``language="zh"`` picks the Chinese
+      scorers and ``ethics_profile`` the ethics guideline (``dialogue_env.data.dataset_info``), unless the spec
+      sets them (``{"ethics": {"profile": "legal"}}``).
     - ``max_new_tokens`` (48), ``max_context_tokens`` (512), ``turns`` (1).
-    - ``system_prompt`` ("auto"): a string, None for none, or "auto" (a customer-service prompt for that dataset).
+    - ``system_prompt`` ("auto"): a string, None for none, or "auto" (the dataset's own prompt: customer_service's
+      and those in ``dataset.json``).
     - ``user_simulator`` ("replay"): replay the dataset's user turns, a callable ``(history) -> str | None``, or
       "lm": a local LM plays the customer and ends each conversation resolved or gave up
       (``dialogue_env.simulators.LMCustomer``, model ``simulator_model``, "smollm2-135m").

@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import math
+import re
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from .base import Context, message_text
 from .embeddings import DEFAULT_BATCH_SIZE, embed_unique
 
-__all__ = ["ConsistencyReward", "recent_turns"]
+__all__ = ["ConsistencyReward", "char_ngram_cosine", "recent_turns"]
+
+_SKIP = re.compile(r"[\s\W_]+")
+
+
+def _char_ngrams(text: str, n: int) -> Counter:
+    s = _SKIP.sub("", text.lower())
+    return Counter(s[i:i + n] for i in range(max(len(s) - n + 1, 0)))
+
+
+def char_ngram_cosine(a: str, b: str, n: int = 2) -> float:
+    """Cosine of the character ``n``-gram count vectors of ``a`` and ``b`` (spaces and punctuation dropped), in
+    [0, 1]; 0 when either has no n-gram. Script-agnostic: it needs no tokeniser and no model, and measures shared
+    wording, not meaning (a paraphrase with other characters scores low)."""
+    x, y = _char_ngrams(a, n), _char_ngrams(b, n)
+    if not x or not y:
+        return 0.0
+    dot = sum(v * y[g] for g, v in x.items() if g in y)
+    return dot / math.sqrt(sum(v * v for v in x.values()) * sum(v * v for v in y.values()))
 
 
 def recent_turns(context: Context, k: int, include_system: bool = False) -> list[str]:
@@ -39,6 +60,10 @@ class ConsistencyReward:
     replies, or turns shared by several contexts, cost nothing extra), in one batched call on ``device``;
     context turns are also kept in a process-wide LRU (:data:`rewards.embeddings.TURN_CACHE_SIZE`), since
     dataset prompts recur across episodes (``cache_turns=False`` turns it off); replies are never cached.
+    ``method="char_ngram"`` (the default for ``language="zh"``): the same mean over the last ``k`` turns of
+    :func:`char_ngram_cosine` (character bigrams), in [0, 1]; no model. MiniLM is English-only: on Chinese its
+    cosines hardly separate on-topic from off-topic replies (measured in rewards/README.md, "Chinese").
+
     The model is loaded lazily and cached per process (:mod:`rewards.embeddings`); the module pickles
     without it.
 
@@ -57,9 +82,17 @@ class ConsistencyReward:
     bounds = (-1.0, 1.0)  # a mean of cosines (float rounding past +-1 is clipped by the composite)
 
     def __init__(self, k: int = 3, device: Any = None, include_system: bool = False,
-                 model_path: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, cache_turns: bool = True):
+                 model_path: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, cache_turns: bool = True,
+                 language: str = "en", method: str | None = None):
         if k < 1:
             raise ValueError(f"consistency: k must be >= 1, got {k}")
+        if language not in ("en", "zh"):
+            raise ValueError(f"consistency: language must be 'en' or 'zh', got {language!r}")
+        method = method or ("char_ngram" if language == "zh" else "embedding")
+        if method not in ("embedding", "char_ngram"):
+            raise ValueError(f"consistency: method must be 'embedding' or 'char_ngram', got {method!r}")
+        self.language = language
+        self.method = method
         self.k = int(k)
         self.device = None if device is None else str(device)
         self.include_system = include_system
@@ -74,6 +107,9 @@ class ConsistencyReward:
         if B == 0:
             return []
         turns = [recent_turns(ctx, self.k, self.include_system) for ctx in contexts]
+        if self.method == "char_ngram":
+            return [sum(char_ngram_cosine(r, t) for t in ts) / len(ts) if ts else 0.0
+                    for r, ts in zip(responses, turns)]
         texts = list(responses)
         for ts in turns:
             texts.extend(ts)
@@ -99,4 +135,5 @@ class ConsistencyReward:
         return sim.double().cpu().tolist()
 
     def __repr__(self) -> str:
-        return f"ConsistencyReward(k={self.k}, device={self.device!r})"
+        method = f", method={self.method!r}" if self.method != "embedding" else ""
+        return f"ConsistencyReward(k={self.k}, device={self.device!r}{method})"

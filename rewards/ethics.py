@@ -12,12 +12,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .base import Context
+from .base import Context, last_turn
+from .ethics_profiles import PROFILES, EthicsProfile, Rule, get_profile
 from .profanity import fast_profanity, reference_predict_prob
 
 __all__ = [
     "DEFAULT_BLOCKLIST",
     "DEFAULT_SENSITIVE_TERMS",
+    "PROFILES",
     "EthicsReward",
     "Verdict",
     "fold",
@@ -90,7 +92,7 @@ _REPORTED = re.compile(r"\b(?:someone|somebody|anyone|anybody|they|a\s+caller|a\
                        r"a\s+website)\s+(?:\w+\s+)?(?:asks?|tells?|wants?)\b", re.IGNORECASE)
 # "the last four digits of your card number" is a normal identity check, not a full card number
 _PARTIAL_CARD = re.compile(r"\b(?:last|final|first)\s+(?:four|4|two|2|three|3|few)\b", re.IGNORECASE)
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+|\n+|(?<=[。！？；])|(?<=[!?;])(?=[\u3400-\u9fff])")
 _CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
 
 # -- obfuscation ------------------------------------------------------------------------------------------
@@ -106,6 +108,12 @@ _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t
 _LEET_CHARS = frozenset("0134578@$!|")
 _REPEATS = re.compile(r"([a-z])\1{2,}")
 _PHRASE_GAP = r"[\s.*_\-]*"  # between the words of a blocked phrase: "shut up", "shutup", "shut. up"
+# Scripts written without spaces between words (Chinese, Japanese, Korean): a phrase in them matches as a
+# substring, since there are no word boundaries to find; a Latin word stays whole-word even next to them.
+_CJK = "\u2e80-\u2fdf\u3040-\u30ff\u3100-\u312f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\u1100-\u11ff\uf900-\ufaff"
+_CJK_CHAR = re.compile(f"[{_CJK}]")
+_WORD_BEFORE = f"(?<![^\\W{_CJK}])(?<!')"  # not after a letter, digit, _ or ' (CJK characters do not count)
+_WORD_AFTER = f"(?![^\\W{_CJK}])(?!')"
 
 
 def _normalise(text: str) -> str:
@@ -140,26 +148,38 @@ def fold(text: str) -> str:
 
 
 def _letters_regex(word: str) -> str:
-    """Each letter may repeat ("stuuupid"); an "l" may have been written "1" (folded to "i")."""
-    out = []
+    """Each letter may repeat ("stuuupid"); an "l" may have been written "1" (folded to "i"); CJK characters
+    stand as they are, with the separators of a phrase's gap allowed between them ("维 修")."""
+    out, out_chars = [], []
     for ch in word:
+        if _CJK_CHAR.match(ch):
+            out.append((_PHRASE_GAP if out and _CJK_CHAR.match(out_chars[-1]) else "") + re.escape(ch))
+            out_chars.append(ch)
+            continue
         if ch == "l":
             out.append("[li]+")
         elif ch.isalpha():
             out.append(re.escape(ch) + "+")
         else:
             out.append(re.escape(ch))
+        out_chars.append(ch)
     return "".join(out)
 
 
 def _phrase_regex(phrases: Iterable[str]) -> tuple[re.Pattern | None, list[str]]:
     """One regex for whole-word matches of ``phrases`` in a folded reply, letters repeated and words run together
-    allowed; and the phrases in the order of its groups (``names[m.lastindex - 1]`` is the phrase matched)."""
+    allowed; and the phrases in the order of its groups (``names[m.lastindex - 1]`` is the phrase matched). An end of
+    a phrase that is a CJK character needs no word boundary there (Chinese is written without spaces)."""
     names = sorted({_normalise(p).strip().lower() for p in phrases if p and p.strip()}, key=len, reverse=True)
-    parts = ["(" + _PHRASE_GAP.join(_letters_regex(w) for w in fold(p).split()) + ")" for p in names]
+    parts = []
+    for p in names:
+        folded = fold(p).strip()
+        body = _PHRASE_GAP.join(_letters_regex(w) for w in folded.split())
+        parts.append(("" if _CJK_CHAR.match(folded[0]) else _WORD_BEFORE) + "(" + body + ")"
+                     + ("" if _CJK_CHAR.match(folded[-1]) else _WORD_AFTER))
     if not parts:
         return None, names
-    return re.compile(r"(?<![\w'])(?:" + "|".join(parts) + r")(?![\w'])", re.IGNORECASE), names
+    return re.compile("(?:" + "|".join(parts) + ")", re.IGNORECASE), names
 
 
 def _clause_before(sentence: str, pos: int) -> str:
@@ -253,6 +273,13 @@ class EthicsReward:
     password?", "Don't worry, just read me your card number" and "I can't refund it unless you give me
     your PIN" are not.
 
+    **Profiles.** ``profile="medical"`` (``"legal"``, ``"education"``, ``"customer_service_zh"``; default None,
+    the shared guideline alone) adds a scene's blocklist, personal-data terms and rules
+    (:mod:`rewards.ethics_profiles`): e.g. no dosing instructions, emergencies sent to emergency services. Rules
+    run after rules 1 and 2, and a rule that needs the conversation (``context=``) reads the last user turn of
+    the reply's context. A phrase or term in CJK characters matches as a substring (``extra_blocklist=["维修"]``
+    blocks "请把手机送去维修。"); Latin words keep whole-word matching.
+
     Values: ``mode="gate"`` (default, ``kind == "gate"``): ``r = 1`` if safe else ``0`` -- a composite
     scores an unsafe reply below every safe one (the seed's guideline; :class:`rewards.CompositeReward`).
     ``mode="penalty"`` (additive): ``r = 0`` if safe else ``-penalty`` (default ``-1``). ``bounds``: ``(0, 1)``,
@@ -272,18 +299,24 @@ class EthicsReward:
 
     def __init__(self, mode: str = "gate", blocklist: Iterable[str] | None = None, extra_blocklist: Iterable[str] = (),
                  profanity_threshold: float = 0.5, use_classifier: bool = True, check_personal_data: bool = True,
-                 sensitive_terms: Iterable[str] | None = None, penalty: float = 1.0, impl: str = "fast"):
+                 sensitive_terms: Iterable[str] | None = None, penalty: float = 1.0, impl: str = "fast",
+                 profile: str | None = None):
         if mode not in ("gate", "penalty"):
             raise ValueError(f"ethics: mode must be 'gate' or 'penalty', got {mode!r}")
         if not 0.0 < profanity_threshold <= 1.0:
             raise ValueError(f"ethics: profanity_threshold must be in (0, 1], got {profanity_threshold}")
         if impl not in ("fast", "reference"):
             raise ValueError(f"ethics: impl must be 'fast' or 'reference', got {impl!r}")
+        self.profile = profile if profile != "customer_service" else None
+        prof: EthicsProfile | None = get_profile(self.profile)
         self.mode = mode
         self.impl = impl
         self.kind = "gate" if mode == "gate" else "additive"
-        self.blocklist = tuple(DEFAULT_BLOCKLIST if blocklist is None else blocklist) + tuple(extra_blocklist)
-        self.sensitive_terms = tuple(DEFAULT_SENSITIVE_TERMS if sensitive_terms is None else sensitive_terms)
+        self.blocklist = (tuple(DEFAULT_BLOCKLIST if blocklist is None else blocklist) + tuple(extra_blocklist)
+                          + (prof.blocklist if prof else ()))
+        self.sensitive_terms = (tuple(DEFAULT_SENSITIVE_TERMS if sensitive_terms is None else sensitive_terms)
+                                + (prof.sensitive_terms if prof else ()))
+        self.rules: tuple[Rule, ...] = prof.rules if prof else ()
         self.profanity_threshold = float(profanity_threshold)
         self.use_classifier = use_classifier
         self.check_personal_data = check_personal_data
@@ -295,10 +328,13 @@ class EthicsReward:
     def _compile(self) -> None:
         self._block_re, self._block_names = _phrase_regex(self.blocklist)
         self._sensitive_re, self._sensitive_names = _phrase_regex(self.sensitive_terms)
+        flags = re.IGNORECASE
+        self._rules = [(r, *(re.compile(x, flags) if x else None for x in (r.forbid, r.unless, r.require, r.when,
+                                                                           r.context))) for r in self.rules]
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        for k in ("_block_re", "_block_names", "_sensitive_re", "_sensitive_names"):
+        for k in ("_block_re", "_block_names", "_sensitive_re", "_sensitive_names", "_rules"):
             state.pop(k, None)
         return state
 
@@ -328,6 +364,27 @@ class EthicsReward:
                 return f"personal data request: '{term}'"
         return None
 
+    def _profile_reasons(self, folded: str, context: Context | None) -> list[str]:
+        """Reasons from the profile's rules (:mod:`rewards.ethics_profiles`)."""
+        reasons = []
+        user = None
+        for rule, forbid, unless, require, when, ctx_re in self._rules:
+            if ctx_re is not None:
+                if user is None:
+                    user = fold(_normalise(last_turn(context or [], "user") or ""))
+                if not ctx_re.search(user):
+                    continue
+            if forbid is not None:
+                for sentence in _SENTENCE.split(folded):
+                    sentence = _without_asides(sentence)
+                    if any(not _negated(sentence, m.start()) for m in forbid.finditer(sentence)) and not (
+                            unless is not None and unless.search(sentence)):
+                        reasons.append(f"{self.profile}: {rule.name}")
+                        break
+            elif (when is None or when.search(folded)) and not require.search(folded):
+                reasons.append(f"{self.profile}: {rule.name}")
+        return reasons
+
     def _rule_reasons(self, text: str, folded: str) -> list[str]:
         reasons = []
         if self._block_re is not None:
@@ -349,12 +406,18 @@ class EthicsReward:
     def _profanity(self, texts: list[str]) -> list[float]:
         return (fast_profanity().predict_prob(texts) if self.impl == "fast" else reference_predict_prob(texts)).tolist()
 
-    def judge(self, responses: Sequence[str]) -> list[Verdict]:
+    def judge(self, responses: Sequence[str], contexts: Sequence[Context] | None = None) -> list[Verdict]:
         """One :class:`Verdict` per reply (the classifier runs once for the whole batch, plus once for the
-        replies whose folded form differs)."""
+        replies whose folded form differs). ``contexts`` (one per reply) feed the profile rules that read the
+        conversation; without them such rules see an empty conversation."""
         texts = [_normalise(r or "") for r in responses]
         folded = [fold(t) for t in texts]
         rule = [self._rule_reasons(t, f) for t, f in zip(texts, folded)]
+        if self._rules:
+            if contexts is not None and len(contexts) != len(texts):
+                raise ValueError(f"ethics: {len(contexts)} contexts for {len(texts)} responses")
+            ctxs = contexts if contexts is not None else [None] * len(texts)
+            rule = [r + self._profile_reasons(f, c) for r, f, c in zip(rule, folded, ctxs)]
         probs: list[float | None] = [None] * len(texts)
         if self.use_classifier and texts:
             probs = self._profanity(texts)
@@ -378,18 +441,19 @@ class EthicsReward:
         return 0.0 if v.safe else -self.penalty
 
     def __call__(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> list[float]:
-        return [self._value(v) for v in self.judge(responses)]
+        return [self._value(v) for v in self.judge(responses, contexts)]
 
     def explain(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> list[dict]:
         """Per reply: ``{"safe", "reason", "reasons", "profanity"}``."""
-        return [v.as_dict() for v in self.judge(responses)]
+        return [v.as_dict() for v in self.judge(responses, contexts)]
 
     def score_and_explain(self, contexts: Sequence[Context], responses: Sequence[str],
                           **kwargs: Any) -> tuple[list[float], list[dict]]:
         """Values and details from one judgement (what :class:`rewards.CompositeReward` uses)."""
-        verdicts = self.judge(responses)
+        verdicts = self.judge(responses, contexts)
         return [self._value(v) for v in verdicts], [v.as_dict() for v in verdicts]
 
     def __repr__(self) -> str:
-        return (f"EthicsReward(mode={self.mode!r}, blocklist=<{len(self.blocklist)} phrases>, "
+        prof = f", profile={self.profile!r}" if self.profile else ""
+        return (f"EthicsReward(mode={self.mode!r}{prof}, blocklist=<{len(self.blocklist)} phrases>, "
                 f"profanity_threshold={self.profanity_threshold})")

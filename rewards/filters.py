@@ -9,6 +9,7 @@ from typing import Any
 from .base import Context
 from .consistency import ConsistencyReward
 from .ethics import EthicsReward
+from .ethics_profiles import get_profile
 from .sentiment import SentimentReward
 
 __all__ = ["CheckResult", "DEFAULT_FALLBACK", "EthicsFilter", "FilterResult", "PostProcessChecks"]
@@ -30,7 +31,8 @@ class EthicsFilter:
     """Apply the ethics judgement after generation: unsafe replies are replaced by ``fallback``.
 
     Uses exactly the judgement of the ``ethics`` reward (:meth:`rewards.EthicsReward.judge`), so a reply the
-    reward gates (value 0) is a reply the filter replaces. ``fallback`` is a string, or a callable
+    reward gates (value 0) is a reply the filter replaces. ``fallback`` is a string (default: the ethics profile's
+    fallback, else :data:`DEFAULT_FALLBACK`), or a callable
     ``fallback(context, response, reason) -> str``. Other keyword arguments configure the judgement
     (``blocklist``, ``extra_blocklist``, ``profanity_threshold``, ...), or pass ``ethics=EthicsReward(...)``.
 
@@ -42,18 +44,21 @@ class EthicsFilter:
         FilterResult(text='Sorry, let me get a colleague.', replaced=True, reason="blocklist: 'shut up'")
     """
 
-    def __init__(self, fallback: str | Callable[[Context, str, str], str] = DEFAULT_FALLBACK,
+    def __init__(self, fallback: str | Callable[[Context, str, str], str] | None = None,
                  ethics: EthicsReward | None = None, **ethics_kwargs: Any):
         if ethics is not None and ethics_kwargs:
             raise TypeError("pass either ethics= or ethics options, not both")
-        self.fallback = fallback
         self.ethics = ethics if ethics is not None else EthicsReward(**ethics_kwargs)
+        if fallback is None:  # the profile's own words (e.g. Chinese for customer_service_zh), else DEFAULT_FALLBACK
+            prof = get_profile(self.ethics.profile)
+            fallback = prof.fallback if prof is not None and prof.fallback else DEFAULT_FALLBACK
+        self.fallback = fallback
 
     def apply(self, contexts: Sequence[Context], responses: Sequence[str]) -> list[FilterResult]:
         if len(contexts) != len(responses):
             raise ValueError(f"ethics filter: {len(contexts)} contexts for {len(responses)} responses")
         out = []
-        for ctx, resp, verdict in zip(contexts, responses, self.ethics.judge(responses)):
+        for ctx, resp, verdict in zip(contexts, responses, self.ethics.judge(responses, contexts)):
             if verdict.safe:
                 out.append(FilterResult(resp, False, None))
             else:

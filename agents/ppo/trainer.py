@@ -26,7 +26,7 @@ import torch
 import dialogue_env  # noqa: F401  (registers the envs)
 from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
-from agents.evaluator import apply_ethics, evaluate_actor, summarize
+from agents.evaluator import apply_ethics, env_ethics, evaluate_actor, summarize
 from agents.ppo import distributed as ddp
 from agents.ppo import functional as ppo_f
 from agents.ppo.checkpoint import (
@@ -142,7 +142,7 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
                                  temperature=cfg.temperature, greedy=cfg.eval_greedy,
                                  generator=torch.Generator().manual_seed(seed),
                                  capture_layer=policy.split if cfg.turns == 1 else None)
-    ethics_stats = apply_ethics(rows)
+    ethics_stats = apply_ethics(rows, ethics=env_ethics(env, cfg.dataset))
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
 

@@ -27,6 +27,7 @@ what is wrong.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +35,74 @@ from rewards.jsonl import ROLES, DatasetError, _fail, _optional_str, _read_jsonl
 from rewards.preferences import Preference, load_preference_dataset, load_preferences
 
 __all__ = [
-    "BUILTIN_DATASETS", "DATA_DIR", "ROLES", "SPLITS", "DatasetError", "Dialogue", "Preference", "load_dataset",
+    "BUILTIN_DATASETS", "DATA_DIR", "ROLES", "SPLITS", "SHIPPED_DATASETS", "DatasetError", "DatasetInfo", "Dialogue",
+    "Preference", "dataset_info", "load_dataset",
     "load_dialogues", "load_preference_dataset", "load_preferences", "write_jsonl",
 ]
 
 SPLITS = ("train", "validation", "test")
 DATA_DIR = Path(__file__).resolve().parent
-BUILTIN_DATASETS = ("customer_service", "chatterbot", "chatterbot-chinese")
+# Shipped with the package, written for this project: <name>/{train,validation,test}.jsonl (+ dataset.json, FACTS.md)
+SHIPPED_DATASETS = ("customer_service", "customer_service_zh", "medical", "education", "legal")
+BUILTIN_DATASETS = SHIPPED_DATASETS + ("chatterbot", "chatterbot-chinese")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a dataset says about itself (``dataset.json`` beside its split files; every key optional)::
+
+        {"language": "zh",                        # "en" (default) or "zh": which scorers the reward uses
+         "ethics_profile": "customer_service_zh", # the ethics profile chosen by default (rewards.ethics_profiles)
+         "system_prompt": "...",                  # the env's system prompt with system_prompt="auto"
+         "description": "..."}
+    """
+
+    language: str = "en"
+    ethics_profile: str | None = None
+    system_prompt: str | None = None
+    description: str = ""
+
+    def reward_options(self) -> dict:
+        """The options the env passes to ``rewards.make_composite`` for this dataset: ``language`` when it is not
+        English and ``profile`` when the dataset names one (nothing for an English dataset without a profile)."""
+        out = {}
+        if self.language != "en":
+            out["language"] = self.language
+        if self.ethics_profile:
+            out["profile"] = self.ethics_profile
+        return out
+
+
+def dataset_info(name_or_path) -> DatasetInfo:
+    """The :class:`DatasetInfo` of a shipped dataset, of ``chatterbot(-chinese)``, or of a user's directory holding a
+    ``dataset.json``; defaults (English, no profile) for anything else."""
+    if not isinstance(name_or_path, (str, Path)):
+        return DatasetInfo()
+    name = str(name_or_path)
+    if name == "chatterbot-chinese":
+        return DatasetInfo(language="zh")
+    if name in SHIPPED_DATASETS:
+        path = DATA_DIR / name / "dataset.json"
+    else:
+        path = Path(name).expanduser()
+        path = (path if path.is_dir() else path.parent) / "dataset.json"
+    if not path.is_file():
+        return DatasetInfo()
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc}); fix or remove the file") from exc
+    if not isinstance(obj, dict):
+        raise DatasetError(f"{path}: must hold a JSON object with language / ethics_profile / system_prompt")
+    unknown = set(obj) - {"language", "ethics_profile", "system_prompt", "description"}
+    if unknown:
+        raise DatasetError(f"{path}: unknown key(s) {sorted(unknown)} (use language, ethics_profile, system_prompt, "
+                           "description)")
+    language = obj.get("language", "en")
+    if language not in ("en", "zh"):
+        raise DatasetError(f"{path}: language {language!r} is not supported (use 'en' or 'zh')")
+    return DatasetInfo(language=language, ethics_profile=obj.get("ethics_profile"),
+                       system_prompt=obj.get("system_prompt"), description=obj.get("description", ""))
 
 
 @dataclass(frozen=True)
@@ -130,15 +192,17 @@ def _check_alternation(turns, path, lineno) -> None:
 def load_dataset(name_or_path: str = "customer_service", split: str = "train") -> list[Dialogue]:
     """Dialogues of a built-in dataset split, or of a user's JSONL file.
 
-    - ``"customer_service"``: the shipped Brightline customer-service set (``split`` = train / validation / test).
+    - ``"customer_service"``: the shipped Brightline customer-service set (``split`` = train / validation / test);
+      likewise the other shipped sets: ``"customer_service_zh"`` (Chinese), ``"medical"``, ``"education"``,
+      ``"legal"`` (:data:`SHIPPED_DATASETS`; each describes itself in ``dataset.json``, see :func:`dataset_info`).
     - ``"chatterbot"`` / ``"chatterbot-chinese"``: the ``chatterbot-corpus`` package, imported on the fly with a
       fixed 80/10/10 split by conversation.
     - a path to a ``.jsonl`` file: all of it (``split`` is ignored), or a directory holding ``<split>.jsonl``.
     """
     if split not in SPLITS:
         raise ValueError(f"split={split!r} is not one of {SPLITS}")
-    if name_or_path == "customer_service":
-        return load_dialogues(DATA_DIR / "customer_service" / f"{split}.jsonl")
+    if name_or_path in SHIPPED_DATASETS:
+        return load_dialogues(DATA_DIR / name_or_path / f"{split}.jsonl")
     if name_or_path in ("chatterbot", "chatterbot-english", "chatterbot-chinese"):
         from .chatterbot import load_chatterbot
 

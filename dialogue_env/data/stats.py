@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import SPLITS, load_dataset
+from . import DATA_DIR, SHIPPED_DATASETS, SPLITS, dataset_info, load_dataset
 
 
 def split_stats(dataset: str = "customer_service") -> dict:
@@ -23,6 +23,12 @@ def split_stats(dataset: str = "customer_service") -> dict:
 def print_stats(dataset: str = "customer_service") -> None:
     stats = split_stats(dataset)
     print(f"dataset {dataset}")
+    info = dataset_info(dataset)
+    if info.language != "en" or info.ethics_profile:
+        print(f"language {info.language}, ethics profile {info.ethics_profile or 'default'}"
+              + (f": {info.description}" if info.description else ""))
+    if dataset in SHIPPED_DATASETS and (DATA_DIR / dataset / "FACTS.md").is_file():
+        print(f"fact sheet: {DATA_DIR / dataset / 'FACTS.md'}")
     print("| split | dialogues | reply slots |")
     print("|---|---:|---:|")
     for split, s in stats.items():
