@@ -60,6 +60,16 @@ def autocast(cfg: PPOConfig):
     return contextlib.nullcontext()
 
 
+def phase_times(clock: dict, reward_seconds: float) -> dict:
+    """``time/generate``, ``time/reward``, ``time/score``, ``time/update``, ``time/other`` (seconds) of one iteration
+    from its phase clocks: generate is the rollout less the env's reward calls; other is advantages and
+    bookkeeping up to now."""
+    now = time.perf_counter()
+    return {"time/generate": clock["rollout"] - clock["start"] - reward_seconds, "time/reward": reward_seconds,
+            "time/score": clock["score"] - clock["rollout"], "time/update": clock["update"] - clock["advantages"],
+            "time/other": (clock["advantages"] - clock["score"]) + (now - clock["update"])}
+
+
 def make_env(cfg: PPOConfig, num_envs: int, split: str):
     return gym.make_vec("dialogue_env/Dialogue-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         model=cfg.model, dataset=cfg.dataset, split=split, reward=cfg.reward,
@@ -73,12 +83,26 @@ def response_logprobs(policy: PolicyWithValue, ro: Rollout, temperature: float, 
     Lq = ro.query_ids.shape[1]
     with torch.no_grad():
         logits, values = policy.policy_head(ro.trunk_states, mask, keep_from=Lq - 1)  # (B, T, V), (B, T)
-        logp = ppo_f.logprobs_from_logits(logits.float() / temperature, ro.response_ids)
+        logp = ppo_f.chunked_logprobs(logits, ro.response_ids, temperature)
         ref_logp = None
         if with_ref:
             ref_logits = policy.reference_logits(ro.trunk_states, mask, keep_from=Lq - 1)
-            ref_logp = ppo_f.logprobs_from_logits(ref_logits.float() / temperature, ro.response_ids)
+            ref_logp = ppo_f.chunked_logprobs(ref_logits, ro.response_ids, temperature)
     return logp, values.float(), ref_logp
+
+
+def phase_clock(device) -> float:
+    """``time.perf_counter()`` after the device's queued work is done (CUDA runs asynchronously), for the per-phase
+    times ``time/*`` of each iteration."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def make_optimizer(params, cfg: PPOConfig):
+    """AdamW; the fused (one-kernel) implementation on CUDA."""
+    fused = {"fused": True} if torch.device(cfg.device).type == "cuda" else {}
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5, **fused)
 
 
 class LengthGroupedSampler:
@@ -206,12 +230,12 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype="float32" if cfg.dtype == "auto" else cfg.dtype)
     policy = PolicyWithValue(lm, num_layers_unfrozen=cfg.num_layers_unfrozen, train_lm_head=cfg.train_lm_head,
                              lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
-    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
+    optimizer = make_optimizer(policy.trainable_parameters(), cfg)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
     envs = make_env(cfg, cfg.num_envs, "train")
     envs.reset(seed=cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)  # sampling + minibatch order, on the device
     n_samples = cfg.samples_per_context
     sampler = LengthGroupedSampler(envs.unwrapped.context_lengths, cfg.num_envs // n_samples, cfg.seed)
     progress = {"iteration": 0, "episodes": 0, "env_steps": 0, "train_seconds": 0.0}
@@ -249,6 +273,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     history, evals = [], []
     for iteration in bar:
         t_iter = time.time()
+        clock = {"start": phase_clock(cfg.device)}
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * (1.0 - iteration / cfg.total_iterations)
@@ -257,14 +282,16 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             # 1. rollout through the batched env
             policy.eval()
             ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=gen, capture_layer=policy.split,
-                         dialogue_indices=np.repeat(sampler.next(), n_samples))  # groups of samples
+                         decode=cfg.decode, dialogue_indices=np.repeat(sampler.next(), n_samples))  # groups of samples
             t_rollout = time.time() - t_iter
+            clock["rollout"] = phase_clock(cfg.device)
             ids, seq_mask = ro.sequence()
             Lq = ro.query_ids.shape[1]
             mask = ro.response_mask.bool()  # (B, T)
 
             # 2. old log-probs, values, reference log-probs from the shared trunk states
             old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
+            clock["score"] = phase_clock(cfg.device)
 
             # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
             #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
@@ -280,17 +307,21 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
                 advantages = ppo_f.masked_whiten(advantages, mask)
 
             # 4. PPO epochs over minibatches of replies; only the top layers run
+            clock["advantages"] = phase_clock(cfg.device)
             policy.train()
             stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
             stop = False
             for _epoch in range(cfg.update_epochs):
-                order = torch.randperm(B, generator=gen)
+                order = torch.randperm(B, generator=gen, device=gen.device)
                 for start in range(0, B, T_mb):
                     mb = order[start:start + T_mb]
                     logits, values = policy.policy_head(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
-                    logits = logits.float() / cfg.temperature  # (b, T, V)
-                    logp = ppo_f.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
-                    entropy = ppo_f.masked_mean(ppo_f.entropy_from_logits(logits), mask[mb])
+                    logp = ppo_f.chunked_logprobs(logits, ro.response_ids[mb], cfg.temperature)  # (b, T)
+                    if cfg.ent_coef:  # in the loss: the plain float32 entropy, with its gradient
+                        entropy = ppo_f.masked_mean(ppo_f.entropy_from_logits(logits.float() / cfg.temperature),
+                                                    mask[mb])
+                    else:  # logged only
+                        entropy = ppo_f.masked_mean(ppo_f.chunked_entropy(logits, cfg.temperature), mask[mb])
                     pg_loss, pstats = ppo_f.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
                     v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
                                                   cfg.clip_coef if cfg.clip_vloss else None)
@@ -311,6 +342,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
 
 
         # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
+        clock["update"] = phase_clock(cfg.device)
         kl_per_reply = float(ppo_f.masked_sum(kl, mask, dim=1).mean())
         kl_ctl.update(kl_per_reply, B)
         progress["iteration"] = iteration + 1
@@ -327,6 +359,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
             "rewards/total": float(ro.scores.mean()), "objective/kl": kl_per_reply,
             "objective/rlhf_reward": float(ro.scores.mean()) - kl_ctl.value * kl_per_reply,
             "losses/explained_variance": ppo_f.explained_variance(old_values, returns, mask),
+            **phase_times(clock, ro.stats.get("reward_seconds", 0.0)),
         }
         scalars.update({f"rewards/{k}": float(np.mean(v)) for k, v in ro.components.items()})
         scalars.update({f"losses/{k}": float(np.mean(v)) for k, v in stats.items() if v})
