@@ -18,7 +18,6 @@ Appending a token shifts the row left by one; the context is at most ``max_conte
 from __future__ import annotations
 
 import time
-
 from dataclasses import dataclass
 
 import numpy as np
