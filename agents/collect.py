@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dialogue_env.kvcache import CachedDecoder, StaticDecoder, static_decode_supported
+from dialogue_env.kvcache import CachedDecoder, static_decode_supported, static_decoder
 
 DECODERS = ("auto", "static", "dynamic")
 
@@ -117,7 +117,7 @@ class LMActor:
         if decode == "static":
             if not max_new_tokens:
                 raise ValueError("decode='static' needs max_new_tokens (the size of the key/value buffers)")
-            self.decoder = StaticDecoder(lm, num_envs, max_new_tokens, hidden_layer=capture_layer)
+            self.decoder = static_decoder(lm, num_envs, max_new_tokens, hidden_layer=capture_layer)
         else:
             self.decoder = CachedDecoder(lm, num_envs, hidden_layer=capture_layer)
         self.decode = decode

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import weakref
 
 import numpy as np
 import torch
@@ -333,5 +334,25 @@ class StaticDecoder:
         return logits, (hidden.clone() if hidden is not None else None)
 
 
-__all__ = ["CachedDecoder", "StaticDecoder", "cache_layers", "left_trim", "lm_step", "position_ids", "reorder_rows",
+_STATIC_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> {shape key: StaticDecoder}
+STATIC_DECODERS_PER_MODEL = 2
+
+
+def static_decoder(lm, num_rows: int, max_new_tokens: int, hidden_layer: int | None = None) -> StaticDecoder:
+    """A :class:`StaticDecoder` for ``lm``, kept between calls with the same ``(num_rows, max_new_tokens,
+    hidden_layer)`` so its buffers and CUDA graph serve every rollout of a training run (the graph reads the weights
+    in place, so optimizer steps between rollouts are seen). The two most recently used shapes per model are kept
+    (PPO's rollouts and its evaluations)."""
+    per_model = _STATIC_DECODERS.setdefault(lm, {})
+    key = (int(num_rows), int(max_new_tokens), hidden_layer)
+    decoder = per_model.pop(key, None)
+    if decoder is None:
+        decoder = StaticDecoder(lm, num_rows, max_new_tokens, hidden_layer=hidden_layer)
+        while len(per_model) >= STATIC_DECODERS_PER_MODEL:
+            per_model.pop(next(iter(per_model)))
+    per_model[key] = decoder  # most recently used last
+    return decoder
+
+
+__all__ = ["CachedDecoder", "StaticDecoder", "static_decoder", "cache_layers", "left_trim", "lm_step", "position_ids", "reorder_rows",
            "splice_rows", "static_decode_supported"]

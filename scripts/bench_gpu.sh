@@ -10,7 +10,8 @@
 # Writes to RESULTS_DIR (at most 8 files): environment.txt, gpu_tests.log, bench_ppo.md, bench_ppo.json, and
 # bench_ppo_1024.md/.json (a larger batch) when there is time. Exit status: non-zero if the tests or the main bench
 # failed (every stage runs anyway).
-# CPU dry run of the same steps at tiny size: BENCH_DEVICE=cpu BENCH_SIZE=tiny scripts/bench_gpu.sh DIR
+# CPU dry run of the same steps at tiny size, with a Python that has every dependency already:
+#   BENCH_DEVICE=cpu BENCH_SIZE=tiny BENCH_WHEELS=0 PYTHON=.venv/bin/python scripts/bench_gpu.sh DIR
 set -uo pipefail
 OUT=${1:?usage: scripts/bench_gpu.sh RESULTS_DIR}
 mkdir -p "$OUT"
@@ -24,12 +25,12 @@ mkdir -p "$WORK"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 status=0
 
-if compgen -G ".whl/*.whl" > /dev/null; then
+if [ "${BENCH_WHEELS:-1}" = 1 ] && compgen -G ".whl/*.whl" > /dev/null; then
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
     || { echo "installing .whl failed"; status=1; }
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-export PYTHONPATH="$PWD:$PYTHONPATH"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 
 {
   date -u; nvidia-smi 2>/dev/null || echo "no nvidia-smi"
@@ -59,12 +60,12 @@ timeout 150 "$PY" -m pytest -q -p no:cacheprovider -rs --basetemp="$WORK/pytest"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 # 2. bench ppo: ours (static decode + CUDA graph, then the dynamic cache) vs HF generate vs TRL GRPOTrainer
-if [ "$SIZE" = tiny ]; then
-  ARGS=(--num-envs 8 --samples 4 --max-new-tokens 8 --iterations 1 --warmup 1)
+if [ "$SIZE" = tiny ]; then  # a slow CPU: minutes
+  ARGS=(--num-envs 4 --samples 2 --max-new-tokens 4 --iterations 1 --warmup 1); BENCH_TIMEOUT=${BENCH_TIMEOUT:-1200}
 else
-  ARGS=(--num-envs 256 --samples 8 --max-new-tokens 64 --iterations 3 --warmup 1)
+  ARGS=(--num-envs 256 --samples 8 --max-new-tokens 64 --iterations 3 --warmup 1); BENCH_TIMEOUT=${BENCH_TIMEOUT:-240}
 fi
-timeout 240 "$PY" -m agents.cli bench ppo --model "$MODEL" --device "$DEVICE" --reward "${BENCH_REWARD:-default}" \
+timeout "$BENCH_TIMEOUT" "$PY" -m agents.cli bench ppo --model "$MODEL" --device "$DEVICE" --reward "${BENCH_REWARD:-default}" \
   --decode auto,dynamic "${ARGS[@]}" --out "$OUT/bench_ppo.json" 2>&1 | tee "$OUT/bench_ppo.md"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 

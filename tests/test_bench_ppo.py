@@ -13,7 +13,8 @@ def test_bench_ppo_runs_ours_hf_generate_and_trl_at_tiny_size(tmp_path, capsys):
     pytest.importorskip("trl")
     out = tmp_path / "bench.json"
     assert main(["bench", "ppo", "--device", "cpu", "--num-envs", "4", "--samples", "2", "--max-new-tokens", "4",
-                 "--iterations", "1", "--warmup", "1", "--decode", "dynamic,static", "--out", str(out)]) == 0
+                 "--iterations", "1", "--warmup", "1", "--decode", "dynamic,static", "--strict", "--out",
+                 str(out)]) == 0
     table = capsys.readouterr().out
     result = json.loads(out.read_text())
     names = [r["name"] for r in result["rows"]]

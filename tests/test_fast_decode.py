@@ -115,6 +115,34 @@ def test_collect_static_and_dynamic_decoders_write_the_same_rollout(device):
     assert a.stats["reward_seconds"] > 0
 
 
+def test_static_decoders_are_kept_per_model_and_shape_and_reused_across_rollouts():
+    from dialogue_env.kvcache import STATIC_DECODERS_PER_MODEL, static_decoder
+
+    lm = _model("cpu")
+    first = static_decoder(lm, 3, 8)
+    assert static_decoder(lm, 3, 8) is first and static_decoder(lm, 3, 8, hidden_layer=1) is not first
+    assert static_decoder(lm, 3, 8) is first  # most recently used: kept
+    for n in range(4, 4 + STATIC_DECODERS_PER_MODEL):
+        static_decoder(lm, n, 8)
+    assert static_decoder(lm, 3, 8) is not first  # evicted
+    assert static_decoder(_model("cpu"), 3, 8) is not static_decoder(lm, 3, 8)  # another model object
+    # a reused decoder decodes a second, shorter batch exactly (stale columns of the first are masked)
+    dec = static_decoder(lm, 2, 6)
+    g = torch.Generator().manual_seed(4)
+    for lengths in ((9, 4), (3, 2)):
+        seqs = [torch.randint(3, 259, (n,), generator=g).tolist() for n in lengths]
+        logits, _ = dec.prefill([0, 1], *_left_pad(seqs))
+        for _ in range(5):
+            tok = logits.argmax(-1)
+            for i in range(2):
+                seqs[i].append(int(tok[i]))
+            logits, _ = dec.advance(tok, torch.ones(2, dtype=torch.bool))
+        for i in range(2):
+            with torch.no_grad():
+                full = lm(input_ids=torch.tensor([seqs[i]])).logits[0, -1]
+            torch.testing.assert_close(logits[i], full, atol=1e-4, rtol=1e-4)
+
+
 def test_auto_decode_is_the_dynamic_cache_on_the_cpu_and_static_is_refused_for_multi_turn():
     lm = load_policy("tiny-random")[0]
     assert LMActor(lm, 2, max_new_tokens=4, decode="auto").decode == "dynamic"
