@@ -174,7 +174,7 @@ def _row(r: dict) -> str:
     ph = r["phases"]
     cells = [r["name"], f"{r['seconds']:.3f}"] + [f"{ph[p]:.3f}" if p in ph else "-" for p in PHASES]
     tps = r["rollout_tokens_per_s"]
-    cells += [f"{tps:,.0f}" if tps else "-", f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-"]
+    cells += [(f"{tps:,.0f}" if tps >= 100 else f"{tps:.3g}") if tps else "-", f"{r['peak_gib']:.1f}" if r["peak_gib"] is not None else "-"]
     return "| " + " | ".join(cells) + " |"
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import warnings
 import weakref
 
 import numpy as np
@@ -328,7 +329,16 @@ class StaticDecoder:
         if not self.graph:
             return self._step()
         if self._graph is None:
-            self._capture()
+            saved = [t.clone() for t in self._state()]
+            try:
+                self._capture()
+            except Exception as err:  # a model whose forward cannot be captured: decode eagerly, say so once
+                for t, s in zip(self._state(), saved):
+                    t.copy_(s)
+                self.graph = False
+                warnings.warn(f"StaticDecoder: CUDA graph capture failed ({type(err).__name__}: {err}); decoding "
+                              f"with eager steps on the static buffers instead", RuntimeWarning, stacklevel=2)
+                return self._step()
         self._graph.replay()
         logits, hidden = self._outputs
         return logits, (hidden.clone() if hidden is not None else None)
