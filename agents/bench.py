@@ -128,13 +128,19 @@ def bench_generate(args, lm, ids, mask) -> dict:
             "rollout_tokens_per_s": tokens / seconds, "tokens": tokens, "peak_gib": _peak_gib(args.device)}
 
 
+def trl_reward(spec):
+    """The env's reward ``spec`` (None: the seed's default, as the env does) as a TRL reward function."""
+    import rewards
+    from rewards.adapters import to_trl
+
+    return to_trl(rewards.DEFAULT_SPEC if spec is None else spec)
+
+
 def bench_trl(args, lm, tok, contexts: list) -> dict:
     """TRL's ``GRPOTrainer``: seconds per optimisation step (one generation batch of ``num_envs`` completions)."""
     from datasets import Dataset
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
-
-    from rewards.adapters import to_trl
 
     rows = contexts[:: args.samples] * (args.warmup + args.iterations + 1)  # TRL samples num_generations of each
     data = Dataset.from_dict({"prompt": [r["prompt"] for r in rows], "reference": [r["reference"] for r in rows]})
@@ -161,7 +167,7 @@ def bench_trl(args, lm, tok, contexts: list) -> dict:
         model_dir = Path(out) / "model"  # TRL builds its reference model from a path: save ours there
         lm.save_pretrained(model_dir)
         tok.save_pretrained(model_dir)
-        trainer = GRPOTrainer(model=str(model_dir), reward_funcs=to_trl(args.reward or "default"), args=config,
+        trainer = GRPOTrainer(model=str(model_dir), reward_funcs=trl_reward(args.reward), args=config,
                               train_dataset=data, processing_class=tok, callbacks=[Timer()])
         _peak_reset(args.device)
         trainer.train()
@@ -237,7 +243,7 @@ def environment(args) -> dict:
 def format_result(result: dict) -> str:
     a = result["args"]
     head = (f"bench ppo: model={a['model']} device={a['device']} batch={a['num_envs']} "
-            f"(contexts x {a['samples']} samples) new tokens={a['max_new_tokens']} reward={a['reward']}; "
+            f"(contexts x {a['samples']} samples) new tokens={a['max_new_tokens']} reward={a['reward'] or 'default'}; "
             f"mean of {a['iterations']} after {a['warmup']} warm-up")
     lines = [head, "", "| run | s / iteration | generate | reward | score | update | other | rollout tokens/s | "
              "peak GPU GiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]

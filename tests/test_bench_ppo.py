@@ -33,3 +33,12 @@ def test_bench_ppo_rejects_a_batch_that_is_not_made_of_groups(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "ppo", "--num-envs", "5", "--samples", "2"])
     assert "multiple of --samples" in capsys.readouterr().err
+
+
+def test_trl_gets_the_envs_reward_the_default_one_included():
+    import rewards
+    from agents.bench import trl_reward
+
+    assert trl_reward("length").composite.components[0].name == "length"
+    names = sorted(c.name for c in trl_reward(None).composite.components)
+    assert len(names) > 1 and names == sorted(c.name for c in rewards.make_composite(rewards.DEFAULT_SPEC).components)
