@@ -80,3 +80,29 @@ def test_phase_times_split_an_iteration():
     t = phase_times(clock, reward_seconds=1.0)
     assert t["time/generate"] == 3.0 and t["time/reward"] == 1.0 and t["time/score"] == 1.0
     assert t["time/update"] == 2.5 and t["time/other"] >= 0.5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_tiny_ppo_trains_evaluates_checkpoints_and_resumes_on_cuda(tmp_path):
+    """The whole CUDA path on the tiny model: static decode + graph under bf16 autocast, device sampling, chunked
+    log-probs, fused AdamW, phase times, the device generator in the checkpoint, resume."""
+    from agents.ppo.checkpoint import read_trainer_state
+    from agents.ppo.config import PPOConfig
+    from agents.ppo.trainer import train
+    from agents.presets import resolve_config
+
+    tiny = resolve_config("tiny")
+    cfg = PPOConfig.from_yaml(tiny, device="cuda", logger="none", num_layers_unfrozen=-1,
+                              total_iterations=2)
+    result = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)
+    assert result["progress"]["iteration"] == 2 and result["summaries"]["after"]["n"] > 0
+    for h in result["history"]:
+        assert {"time/generate", "time/reward", "time/score", "time/update", "time/other"} <= set(h)
+        assert np.isfinite(h["losses/pg_loss"]) and h["charts/mean_reply_tokens"] > 0
+    state = read_trainer_state(tmp_path / "checkpoints" / "iter-000002")
+    assert state["sampler_rng"].numel() != torch.Generator().get_state().numel()  # a CUDA generator's state
+    again = train(PPOConfig.from_yaml(tiny, device="cuda", logger="none", num_layers_unfrozen=-1,
+                                      total_iterations=3), tmp_path, resume=True, progress_bar=False,
+                  log=lambda *a: None)
+    assert again["progress"]["iteration"] == 3 and len(again["history"]) == 1
