@@ -7,6 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from test_kvcache import _left_pad  # the same left-padded batches as the dynamic cache's tests
 
 import dialogue_env  # noqa: F401
 from agents.collect import LMActor, collect, device_generator, sample_tokens
@@ -15,16 +16,6 @@ from dialogue_env.models import load_policy, tiny_model
 
 CUDA = torch.cuda.is_available()
 DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not CUDA, reason="needs CUDA")])]
-
-
-def _left_pad(seqs, pad=2):
-    S = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), S), pad, dtype=torch.long)
-    mask = torch.zeros((len(seqs), S), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, S - len(s):] = torch.tensor(s)
-        mask[i, S - len(s):] = 1
-    return ids, mask
 
 
 def _model(device, attn="sdpa"):
