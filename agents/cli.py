@@ -71,6 +71,10 @@ def _cmd_bench(args, rest) -> int:
         from dialogue_env.bench import main as bench_env
 
         return int(bench_env(rest) or 0)
+    if args.what == "ppo":
+        from agents.bench import main as bench_ppo
+
+        return int(bench_ppo(rest) or 0)
     raise SystemExit(f"unknown benchmark {args.what!r}")
 
 
@@ -142,8 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   add_help=False)
     reward_model.set_defaults(func=None, passthrough=_cmd_reward_model)
 
-    bench = sub.add_parser("bench", help="benchmarks: 'bench rewards' or 'bench env' (extra flags pass through)")
-    bench.add_argument("what", choices=["rewards", "env"])
+    bench = sub.add_parser("bench", help="benchmarks: 'bench rewards', 'bench env' or 'bench ppo' (extra flags pass "
+                                         "through)")
+    bench.add_argument("what", choices=["rewards", "env", "ppo"])
     bench.set_defaults(func=None, bench=True)
     return parser
 

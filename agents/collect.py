@@ -34,7 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from dialogue_env.kvcache import CachedDecoder
+from dialogue_env.kvcache import CachedDecoder, static_decode_supported, static_decoder
+
+DECODERS = ("auto", "static", "dynamic")
 
 
 @dataclass
@@ -80,18 +82,58 @@ class Rollout:
 
 
 # ------------------------------------------------------------------------------------------------------- actors
+def sample_tokens(logits: torch.Tensor, temperature: float = 1.0,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row from ``softmax(logits / temperature)`` on the logits' device, with no host round trip:
+    the exponential race (Gumbel-max in another form), ``argmax_v p_v / E_v`` with ``E_v ~ Exp(1)`` drawn by
+    ``generator`` (a generator on the logits' device, or None for torch's default one). ``(B, V)`` -> ``(B,)``."""
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (B, V)
+    race = torch.empty_like(probs).exponential_(generator=generator).clamp_(min=torch.finfo(probs.dtype).tiny)
+    return (probs / race).argmax(-1)
+
+
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """``generator`` if it lives on ``device`` (or is None), else a generator on ``device`` seeded by one draw from
+    it: seeded runs stay reproducible when a CPU generator drives sampling on the GPU."""
+    device = torch.device(device)
+    if generator is None or generator.device.type == device.type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 class LMActor:
-    """A causal LM choosing every token of ``Dialogue-v0``, with one batched KV cache."""
+    """A causal LM choosing every token of ``Dialogue-v0``, with one batched KV cache.
+
+    ``decode``: ``"dynamic"`` (:class:`~dialogue_env.kvcache.CachedDecoder`, any number of turns), ``"static"``
+    (:class:`~dialogue_env.kvcache.StaticDecoder`: static buffers, one CUDA graph per step on CUDA; one reply per
+    episode) or ``"auto"`` (static on CUDA when the model and ``turns`` allow it, else dynamic). Sampling: on the CPU
+    ``torch.multinomial`` with the CPU ``generator`` (bit for bit as before, so CPU resumes are exact); on another
+    device :func:`sample_tokens` with a generator on that device (:func:`device_generator`)."""
 
     observes_tokens = True
     writes_tokens = True  # a multi-turn rollout of it is interleaved (the token stream it wrote in)
 
     def __init__(self, lm, num_envs: int, *, temperature: float = 1.0, greedy: bool = False,
                  generator: torch.Generator | None = None, capture_layer: int | None = None,
-                 share_prefill: bool = True):
+                 share_prefill: bool = True, decode: str = "dynamic", max_new_tokens: int | None = None):
         if temperature <= 0 and not greedy:
             raise ValueError(f"temperature={temperature} must be > 0 (or use greedy decoding)")
-        self.decoder = CachedDecoder(lm, num_envs, hidden_layer=capture_layer)
+        if decode not in DECODERS:
+            raise ValueError(f"decode={decode!r}: use one of {', '.join(DECODERS)}")
+        device = next(lm.parameters()).device
+        if decode == "auto":
+            decode = "static" if device.type == "cuda" and max_new_tokens and static_decode_supported(lm) \
+                else "dynamic"
+        if decode == "static":
+            if not max_new_tokens:
+                raise ValueError("decode='static' needs max_new_tokens (the size of the key/value buffers)")
+            self.decoder = static_decoder(lm, num_envs, max_new_tokens, hidden_layer=capture_layer)
+        else:
+            self.decoder = CachedDecoder(lm, num_envs, hidden_layer=capture_layer)
+        self.decode = decode
+        if device.type != "cpu" and not hasattr(generator, "multinomial"):  # a RowSampler keeps its CPU generators
+            generator = device_generator(generator, device)
         self.temperature, self.greedy, self.generator = temperature, greedy, generator
         self.capture = capture_layer is not None
         self.share = share_prefill
@@ -107,13 +149,17 @@ class LMActor:
         logits = self.logits.float()  # (B, V)
         if self.greedy:
             action = logits.argmax(-1)
-        else:
+        elif logits.device.type == "cpu":
             probs = torch.softmax(logits / self.temperature, dim=-1)
             if hasattr(self.generator, "multinomial"):  # one generator per row (agents.ppo.distributed.RowSampler)
-                action = self.generator.multinomial(probs).to(logits.device)
+                action = self.generator.multinomial(probs)
             else:
-                action = torch.multinomial(probs.cpu(), 1, generator=self.generator).squeeze(1).to(logits.device)
-        done_t = torch.as_tensor(done, device=action.device)
+                action = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        elif hasattr(self.generator, "multinomial"):
+            action = self.generator.multinomial(torch.softmax(logits / self.temperature, dim=-1)).to(logits.device)
+        else:
+            action = sample_tokens(logits, self.temperature, self.generator)
+        done_t = torch.as_tensor(done).to(action.device, non_blocking=True)
         return torch.where(done_t, torch.full_like(action, filler), action), None
 
     def observe(self, tokens: torch.Tensor, active: np.ndarray, new_context: np.ndarray, env, infos=None) -> None:
@@ -207,7 +253,7 @@ def filler_token(env) -> int:
 @torch.no_grad()
 def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temperature: float = 1.0,
             greedy: bool = False, generator: torch.Generator | None = None, deterministic: bool = True,
-            capture_layer: int | None = None, share_prefill: bool = True) -> Rollout:
+            capture_layer: int | None = None, share_prefill: bool = True, decode: str = "auto") -> Rollout:
     """Run one episode in every sub-env of ``venv`` with ``actor`` and return the :class:`Rollout`.
 
     Args:
@@ -223,6 +269,11 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
             states. ``share_prefill``: sub-envs
             holding the same context are encoded once and the KV cache copied.
         deterministic: passed to ``predict``.
+        decode: the LM actor's decoder (:class:`LMActor`): ``"auto"`` (static buffers and a CUDA graph on CUDA for
+            one-reply episodes, the dynamic cache otherwise), ``"static"`` or ``"dynamic"``.
+
+    ``Rollout.stats`` holds ``env_steps`` and ``reward_seconds`` (time spent in the env's reward calls, part of the
+    collection's wall time).
     """
     env = venv.unwrapped
     B = venv.num_envs
@@ -235,8 +286,11 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
         if capture_layer is not None and env.turns != 1:
             raise ValueError("capture_layer (trunk states for PPO) needs one reply per episode: make the env with "
                              "turns=1")
-        runner = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
-                              capture_layer=capture_layer, share_prefill=share_prefill)
+        if decode == "static" and env.turns != 1:
+            raise ValueError("decode='static' needs one reply per episode (turns=1); use decode='dynamic'")
+        runner: Any = LMActor(actor, B, temperature=temperature, greedy=greedy, generator=generator,
+                              capture_layer=capture_layer, share_prefill=share_prefill,
+                              decode=decode if env.turns == 1 else "dynamic", max_new_tokens=env.max_new_tokens)
     elif hasattr(actor, "predict"):
         runner = PredictActor(actor, venv, deterministic=deterministic)
     else:
@@ -246,6 +300,7 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
     if dialogue_indices is not None:
         options["dialogue_indices"] = np.asarray(dialogue_indices)
     obs, reset_infos = venv.reset(seed=seed, options=options)
+    reward_seconds = getattr(env, "reward_seconds", 0.0)
     query_ids, query_mask = env.context_tokens()  # (B, Lq)
     runner.start(query_ids, query_mask, reset_infos)
     filler = filler_token(env)
@@ -309,7 +364,9 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
         terminated=terminated, trunk_states=trunk,
         logprobs=torch.stack(logp_t, dim=1) if known_logp and logp_t else None,
         ref_logprobs=torch.stack(ref_t, dim=1) if len(ref_t) == T else None,
-        turns=turns, stats={"env_steps": steps * B}, interleaved=stream is not None, token_scores=token_scores)
+        turns=turns, stats={"env_steps": steps * B,
+                             "reward_seconds": getattr(env, "reward_seconds", 0.0) - reward_seconds},
+        interleaved=stream is not None, token_scores=token_scores)
 
 
 class ConversationStream:

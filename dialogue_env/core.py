@@ -17,6 +17,7 @@ Appending a token shifts the row left by one; the context is at most ``max_conte
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -104,6 +105,7 @@ class DialogueBatch:
         self.tok = tokenizer
         self.dialogues = dialogues
         self.reward = reward
+        self.reward_seconds = 0.0  # wall time spent in reward calls (benchmarks split a rollout's time with it)
         self.V = int(vocab_size)
         self.max_new_tokens = int(max_new_tokens)
         self.max_context_tokens = int(max_context_tokens)
@@ -320,7 +322,9 @@ class DialogueBatch:
         M = len(rows)
         contexts = [list(self.histories[r]) for r in rows]
         references = [self.references[r] for r in rows]
+        started = time.perf_counter()
         result = self.reward.score(contexts, responses, references=references)
+        self.reward_seconds += time.perf_counter() - started
         turn_total = np.asarray(result.total, dtype=np.float64)
         components = {k: np.asarray(v, dtype=np.float64) for k, v in result.components.items()}
         details = list(result.details) if getattr(result, "details", None) is not None else [{} for _ in rows]

@@ -179,6 +179,11 @@ class DialogueSurface:
         return self.batch.turns
 
     @property
+    def reward_seconds(self) -> float:
+        """Wall time spent in the reward module since the env was made (a counter: benchmarks take differences)."""
+        return self.batch.reward_seconds
+
+    @property
     def device(self) -> torch.device:
         """Where the env's tensors live (``return_tensors=True`` observations are on it)."""
         return self.batch.device

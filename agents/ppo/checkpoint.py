@@ -6,7 +6,8 @@
   a Hugging Face model (``load_policy(path)``, ``dialogue-rl evaluate --policy path``);
 - ``dialogue_rl.json``: the run config, the base model, the iteration and the progress counters;
 - ``trainer_state.safetensors``: every tensor of the trainer state (trainable weights and value head, optimizer
-  moments and steps, the torch RNG and the sampling generator's state);
+  moments and steps, the torch RNG and the sampling generator's state: a CPU generator's, or on CUDA the device
+  generator's; resuming on another device type reseeds the generator from the saved state);
 - ``trainer_state.json``: the rest of it (optimizer hyperparameters, KL controller, numpy and python RNG states, the
   dialogue sampler, progress), tensors referred to by their name in the safetensors file;
 - with ``fsdp: true`` (FSDP2 under torchrun), ``sharded/``: each process's shards of the trainable weights and
@@ -30,6 +31,7 @@ import json
 import os
 import random
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -153,6 +155,7 @@ def capture_state(iteration: int, policy, optimizer, kl_ctl, gen: torch.Generato
 def restore_state(state: dict, policy, optimizer, kl_ctl, gen: torch.Generator, sampler, where: Path) -> dict:
     """Put :func:`capture_state`'s ``state`` back; returns the progress counters. A sharded policy (FSDP2) gets
     its weights and optimizer moments from ``where/sharded`` (``agents.ppo.distributed.load_sharded``)."""
+    where = Path(where)
     if getattr(policy, "sharded", False):
         if not (where / SHARDED).is_dir():
             raise ResumeError(f"checkpoint {where} was not written with fsdp: true (no {SHARDED}/); resume it with the "
@@ -174,7 +177,10 @@ def restore_state(state: dict, policy, optimizer, kl_ctl, gen: torch.Generator, 
     torch.set_rng_state(state["torch_rng"])
     np.random.set_state(state["numpy_rng"])
     random.setstate(state["python_rng"])
-    gen.set_state(state["sampler_rng"])
+    try:
+        gen.set_state(state["sampler_rng"])
+    except RuntimeError:  # saved by a generator of another device type (the run moved between CPU and GPU)
+        gen.manual_seed(zlib.crc32(state["sampler_rng"].numpy().tobytes()))
     sampler.load_state_dict(state["sampler"])
     return dict(state["progress"])
 

@@ -20,7 +20,7 @@ __all__ = ["RESUME_CHANGEABLE", "PPOConfig", "parse_overrides"]
 
 RESUME_CHANGEABLE = frozenset({
     "total_iterations", "time_limit_s", "device", "eval_every", "eval_split", "eval_batch_size", "checkpoint_every",
-    "logger", "wandb_project", "examples", "extra",
+    "logger", "wandb_project", "examples", "extra", "decode",
 })
 """PPOConfig fields a ``--resume`` may change; any other changed field is refused."""
 
@@ -92,6 +92,9 @@ class PPOConfig(ConfigBase):
     (torch.distributed.fsdp.fully_shard, one unit per decoder layer) instead of replicating the trained layers
     with DDP; checkpoints then go through torch.distributed.checkpoint (safetensors shards), each also converted
     to a plain Hugging Face model directory."""
+    decode: str = "auto"
+    """Rollout decoder (agents.collect.LMActor): auto (static key/value buffers and a CUDA graph per token on CUDA,
+    the dynamic KV cache on the CPU), static or dynamic. May change on --resume."""
 
     # ---------------------------------------------------------------------------------------- optimisation
     learning_rate: float = 1e-5
@@ -194,6 +197,8 @@ class PPOConfig(ConfigBase):
             raise ValueError(f"kl_estimator={self.kl_estimator!r}: use k1, k2 or k3")
         if self.logger not in ("tensorboard", "wandb", "none"):
             raise ValueError(f"logger={self.logger!r}: use tensorboard, wandb or none")
+        if self.decode not in ("auto", "static", "dynamic"):
+            raise ValueError(f"decode={self.decode!r}: use auto, static or dynamic")
         if self.temperature <= 0:
             raise ValueError(f"temperature={self.temperature} must be > 0")
         at_least = {"total_iterations": 1, "max_new_tokens": 1, "max_context_tokens": 8, "update_epochs": 1,

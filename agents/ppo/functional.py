@@ -134,6 +134,77 @@ def logprobs_from_logits(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Te
     return chosen - torch.logsumexp(logits, dim=-1)  # (B, T)
 
 
+CHUNK_ELEMENTS = 1 << 24  # logits elements per float32 chunk (64 MB): bounds the float32 copy of the logits
+
+
+def _chunks(n: int, width: int, chunk_elements: int):
+    step = max(1, chunk_elements // max(width, 1))
+    return ((s, min(s + step, n)) for s in range(0, n, step))
+
+
+class _ChunkedLogprobs(torch.autograd.Function):
+    """``log_softmax(logits / T).gather(tokens)`` a chunk of positions at a time, in float32 (or the logits' dtype
+    if wider); the backward recomputes each chunk's softmax: ``d/dz = (onehot - softmax(z / T)) * g / T``. Only
+    the logits (in their own dtype), the tokens and the (N,) log-normalisers are kept for the backward."""
+
+    @staticmethod
+    def forward(ctx, logits, tokens, temperature, chunk_elements):
+        V = logits.shape[-1]
+        flat, tok = logits.reshape(-1, V), tokens.reshape(-1, 1)  # (N, V), (N, 1)
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        out = torch.empty(flat.shape[0], dtype=dtype, device=logits.device)  # (N,)
+        lse = torch.empty_like(out)  # (N,)
+        for s, e in _chunks(flat.shape[0], V, chunk_elements):
+            z = flat[s:e].to(dtype) / temperature  # (n, V)
+            lse[s:e] = torch.logsumexp(z, dim=-1)
+            out[s:e] = z.gather(-1, tok[s:e]).squeeze(-1) - lse[s:e]
+        ctx.save_for_backward(logits, tokens, lse)
+        ctx.temperature, ctx.chunk_elements = temperature, chunk_elements
+        return out.view(tokens.shape)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, tokens, lse = ctx.saved_tensors
+        T = ctx.temperature
+        V = logits.shape[-1]
+        flat, tok, g = logits.reshape(-1, V), tokens.reshape(-1, 1), grad.reshape(-1, 1).to(lse.dtype)  # (N, 1)
+        out = torch.empty_like(flat)  # (N, V) in the logits' dtype
+        for s, e in _chunks(flat.shape[0], V, ctx.chunk_elements):
+            p = torch.exp(flat[s:e].to(lse.dtype) / T - lse[s:e, None])  # (n, V) softmax(z / T)
+            d = (-p * g[s:e]).scatter_add_(-1, tok[s:e], g[s:e])  # (onehot - p) * g
+            out[s:e] = d / T
+        return out.view_as(logits), None, None, None
+
+
+def chunked_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
+                     chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """``logprobs_from_logits(logits.float() / temperature, tokens)`` without a float32 copy of all the logits: the
+    log-softmax runs in float32 over chunks of about ``chunk_elements`` logits, forward and backward (the backward
+    recomputes each chunk's softmax from the logits in their own dtype, e.g. bfloat16 under autocast).
+
+    Args:
+        logits: ``(..., V)`` scores in any float dtype; ``tokens``: ``(...)`` int64 ids.
+    Returns:
+        ``(...)`` log-probabilities in float32 (float64 for float64 logits), differentiable with respect to
+        ``logits``.
+    """
+    return _ChunkedLogprobs.apply(logits, tokens, float(temperature), int(chunk_elements))
+
+
+@torch.no_grad()
+def chunked_entropy(logits: torch.Tensor, temperature: float = 1.0,
+                    chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """``entropy_from_logits(logits.float() / temperature)`` over chunks of positions, without gradient (for the
+    logged entropy when it is not part of the loss). ``(..., V)`` -> ``(...)``."""
+    V = logits.shape[-1]
+    flat = logits.reshape(-1, V)
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    out = torch.empty(flat.shape[0], dtype=dtype, device=logits.device)
+    for s, e in _chunks(flat.shape[0], V, chunk_elements):
+        out[s:e] = entropy_from_logits(flat[s:e].to(dtype) / temperature)
+    return out.view(logits.shape[:-1])
+
+
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Entropy of the categorical distribution at each position: ``H = -sum_v p_v log p_v``, ``p = softmax(z)``.
 
@@ -389,6 +460,8 @@ def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor, mask: torch.T
 
 __all__ = [
     "KL_ESTIMATORS",
+    "chunked_entropy",
+    "chunked_logprobs",
     "entropy_from_logits",
     "explained_variance",
     "gae",

@@ -63,6 +63,16 @@ def autocast(cfg: PPOConfig):
     return contextlib.nullcontext()
 
 
+def phase_times(clock: dict, reward_seconds: float) -> dict:
+    """``time/generate``, ``time/reward``, ``time/score``, ``time/update``, ``time/other`` (seconds) of one iteration
+    from its phase clocks: generate is the rollout less the env's reward calls; other is advantages and
+    bookkeeping up to now."""
+    now = time.perf_counter()
+    return {"time/generate": clock["rollout"] - clock["start"] - reward_seconds, "time/reward": reward_seconds,
+            "time/score": clock["score"] - clock["rollout"], "time/update": clock["update"] - clock["advantages"],
+            "time/other": (clock["advantages"] - clock["score"]) + (now - clock["update"])}
+
+
 def make_env(cfg: PPOConfig, num_envs: int, split: str):
     return gym.make_vec("dialogue_env/Dialogue-v0", num_envs=num_envs, vectorization_mode="vector_entry_point",
                         model=cfg.model, dataset=cfg.dataset, split=split, reward=cfg.reward,
@@ -77,12 +87,26 @@ def response_logprobs(policy: PolicyWithValue, ro: Rollout, temperature: float, 
     Lq = ro.query_ids.shape[1]
     with torch.no_grad():
         logits, values = policy.policy_head(ro.trunk_states, mask, keep_from=Lq - 1)  # (B, T, V), (B, T)
-        logp = ppo_f.logprobs_from_logits(logits.float() / temperature, ro.response_ids)
+        logp = ppo_f.chunked_logprobs(logits, ro.response_ids, temperature)
         ref_logp = None
         if with_ref:
             ref_logits = policy.reference_logits(ro.trunk_states, mask, keep_from=Lq - 1)
-            ref_logp = ppo_f.logprobs_from_logits(ref_logits.float() / temperature, ro.response_ids)
+            ref_logp = ppo_f.chunked_logprobs(ref_logits, ro.response_ids, temperature)
     return logp, values.float(), ref_logp
+
+
+def phase_clock(device) -> float:
+    """``time.perf_counter()`` after the device's queued work is done (CUDA runs asynchronously), for the per-phase
+    times ``time/*`` of each iteration."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def make_optimizer(params, cfg: PPOConfig):
+    """AdamW; the fused (one-kernel) implementation on CUDA."""
+    fused = {"fused": True} if torch.device(cfg.device).type == "cuda" else {}
+    return torch.optim.AdamW(params, lr=cfg.learning_rate, eps=1e-5, **fused)
 
 
 class LengthGroupedSampler:
@@ -240,13 +264,14 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
                              lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
     if cfg.fsdp:
         ddp.shard_policy(dist, policy)  # before the optimizer: it holds the sharded parameters
-    optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=cfg.learning_rate, eps=1e-5)
+    optimizer = make_optimizer(policy.trainable_parameters(), cfg)
     kl_ctl = (AdaptiveKLController(cfg.kl_coef, cfg.kl_target, cfg.kl_horizon) if cfg.adaptive_kl
               else FixedKLController(cfg.kl_coef))
     rows = ddp.shard_rows(dist, cfg.num_envs)  # this process's rows of the global batch (all of them in one)
     envs = make_env(cfg, rows.stop - rows.start, "train")
     envs.reset(seed=cfg.seed + rows.start)  # sub-env i of the global batch is seeded seed + i, as in one process
-    gen = torch.Generator().manual_seed(cfg.seed)  # the same on every rank: dialogue draws, minibatch order
+    # the same on every rank: dialogue draws, minibatch order; sampling (one process) on the device
+    gen = torch.Generator(device=cfg.device).manual_seed(cfg.seed)
     n_samples = cfg.samples_per_context
     sampler = LengthGroupedSampler(envs.unwrapped.context_lengths, cfg.num_envs // n_samples, cfg.seed)
     row_sampling = dist.launched if cfg.seed_per_reply is None else cfg.seed_per_reply
@@ -291,6 +316,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
     history, evals = [], []
     for iteration in bar:
         t_iter = time.time()
+        clock = {"start": phase_clock(cfg.device)}
         if cfg.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * (1.0 - iteration / cfg.total_iterations)
@@ -300,14 +326,16 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             policy.eval()
             sampling = ddp.RowSampler(cfg.seed, iteration, range(rows.start, rows.stop)) if row_sampling else gen
             with ddp.gathered(policy):  # FSDP2: whole weights on every rank while it writes and scores its rows
-                ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=sampling,
+                ro = collect(envs, policy.lm, temperature=cfg.temperature, generator=sampling, decode=cfg.decode,
                              capture_layer=policy.split if cfg.turns == 1 else None,
                              dialogue_indices=np.repeat(sampler.next(), n_samples)[rows])  # groups of samples
                 if ro.trunk_states is None:  # turns > 1: one trajectory = the whole conversation (ppo/multiturn.py)
                     ro.trunk_states = conversation_trunk(policy, ro)
                 t_rollout = time.time() - t_iter
+                clock["rollout"] = phase_clock(cfg.device)
                 # 2. old log-probs, values, reference log-probs from the shared trunk states
                 old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
+                clock["score"] = phase_clock(cfg.device)
             ids, seq_mask = ro.sequence()
             Lq = ro.query_ids.shape[1]
             mask = ro.response_mask.bool()  # (B, T)
@@ -327,18 +355,22 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             lengths = dist.gather(ro.lengths.cpu())  # (B,) reply tokens of every row of the global batch
 
             # 4. PPO epochs over minibatches of replies; only the top layers run
+            clock["advantages"] = phase_clock(cfg.device)
             policy.train()
             stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
             stop = False
             for _epoch in range(cfg.update_epochs):
-                order = torch.randperm(B, generator=gen)
+                order = torch.randperm(B, generator=gen, device=gen.device).cpu()
                 for start in range(0, B, T_mb):
                     # this rank's rows of the global minibatch; weight: its share of the minibatch's tokens
                     mb, weight, share = ddp.minibatch(dist, order[start:start + T_mb], lengths, B)
                     logits, values = top(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
-                    logits = logits.float() / cfg.temperature  # (b, T, V)
-                    logp = ppo_f.logprobs_from_logits(logits, ro.response_ids[mb])  # (b, T)
-                    entropy = ppo_f.masked_mean(ppo_f.entropy_from_logits(logits), mask[mb])
+                    logp = ppo_f.chunked_logprobs(logits, ro.response_ids[mb], cfg.temperature)  # (b, T)
+                    if cfg.ent_coef:  # in the loss: the plain float32 entropy, with its gradient
+                        entropy = ppo_f.masked_mean(ppo_f.entropy_from_logits(logits.float() / cfg.temperature),
+                                                    mask[mb])
+                    else:  # logged only
+                        entropy = ppo_f.masked_mean(ppo_f.chunked_entropy(logits, cfg.temperature), mask[mb])
                     pg_loss, pstats = ppo_f.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
                     v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
                                                   cfg.clip_coef if cfg.clip_vloss else None)
@@ -364,6 +396,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
 
 
         # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
+        clock["update"] = phase_clock(cfg.device)
         totals = _global_totals(dist, ro, ppo_f.masked_sum(kl, mask, dim=1))
         kl_per_reply = totals["kl"]
         kl_ctl.update(kl_per_reply, B)
@@ -381,6 +414,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             "rewards/total": totals["reward"], "objective/kl": kl_per_reply,
             "objective/rlhf_reward": totals["reward"] - kl_ctl.value * kl_per_reply,
             "losses/explained_variance": ddp.explained_variance(dist, old_values, returns, mask),
+            **phase_times(clock, ro.stats.get("reward_seconds", 0.0)),
         }
         scalars.update({f"rewards/{k}": v for k, v in totals["components"].items()})
         scalars.update(turn_scalars(ro))  # turns > 1: per-turn and outcome means, resolution rate (this rank's)
