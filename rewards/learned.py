@@ -66,7 +66,7 @@ __all__ = [
 ]
 
 FORMAT = "dialogue-rl-reward-model"
-VERSION = 1
+VERSION = 2  # 1: sentence-encoder models (no `kind`); 2: adds kind "lm"
 CONFIG_FILE = "reward_model.json"
 WEIGHTS_FILE = "model.safetensors"
 ENV_PATH = "DIALOGUE_RL_REWARD_MODEL"  # default path of the `learned` reward when none is given
@@ -238,10 +238,14 @@ class RewardModelConfig(ConfigBase):
 
     config_label = "reward-model config field"
 
+    kind: str = "embedding"
+    """"embedding": a sentence encoder + MLP over [r, c, r*c, |r-c|] (this module); "lm": a causal LM with a scalar
+    head on the last token of the chat-formatted context + reply (:mod:`rewards.learned_lm`)."""
     backbone: str = "minilm"
-    """Sentence encoder: "minilm" (bundled all-MiniLM-L6-v2) or a Hugging Face encoder directory / hub id."""
+    """kind embedding: "minilm" (bundled all-MiniLM-L6-v2) or a Hugging Face encoder directory / hub id; kind lm:
+    "smollm2-135m", "tiny-random" (registered by dialogue_env) or a causal LM directory / hub id."""
     num_layers_unfrozen: int = 0
-    """Top encoder layers fine-tuned (0 = frozen encoder, only the head is trained)."""
+    """Top backbone layers fine-tuned (0 = frozen backbone, only the head is trained)."""
     context_turns: int = 3
     """Last non-system turns of the conversation the model reads."""
     max_length: int = 256
@@ -264,11 +268,14 @@ class RewardModelConfig(ConfigBase):
     @property
     def head_sizes(self) -> list[int]:
         """Layer widths of the head: features -> hidden -> 1."""
-        f = 4 * self.embedding_dim
+        f = self.embedding_dim if self.kind == "lm" else 4 * self.embedding_dim
         return [f, self.hidden, 1] if self.hidden else [f, 1]
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, **self.to_dict(), "head_sizes": self.head_sizes,
+        if self.kind == "lm":  # version 2: a reader of version 1 (no `kind`) must refuse it, not misread it
+            return {"format": FORMAT, "version": VERSION, **self.to_dict(), "head_sizes": self.head_sizes,
+                    "features": "final hidden state of the causal LM at the last token of the ChatML context + reply"}
+        return {"format": FORMAT, "version": 1, **self.to_dict(), "head_sizes": self.head_sizes,
                 "features": "[r, c, r*c, |r-c|] of unit MiniLM-style embeddings (c: context, r: reply)"}
 
     @classmethod
@@ -310,6 +317,13 @@ class RewardModel(nn.Module):
         state = {f"head.{k}": v for k, v in self.head.state_dict().items()}
         state.update({f"encoder.{k}": v for k, v in self.encoder.trainable_state().items()})
         return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_saved(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`state_for_saving`'s output (keys already checked by the caller)."""
+        self.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+        enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        if enc:
+            self.encoder.model.load_state_dict(enc, strict=False)
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str], side: str = "right", batch_size: int = 64) -> torch.Tensor:
@@ -408,15 +422,24 @@ def _read_config(path: Path) -> RewardModelConfig:
     return RewardModelConfig.from_json(data)
 
 
-def load_reward_model(path: str | os.PathLike, device: Any = "cpu") -> RewardModel:
-    """Rebuild a saved :class:`RewardModel` (eval mode, on ``device``). Raises :class:`RewardModelError` when
+def load_reward_model(path: str | os.PathLike, device: Any = "cpu") -> Any:
+    """Rebuild a saved :class:`RewardModel` or, for ``kind: lm``, :class:`rewards.learned_lm.LMRewardModel` (eval
+    mode, on ``device``). Raises :class:`RewardModelError` when
     ``path`` is not a complete reward-model directory or its weights do not match its config."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path).expanduser()
     cfg = _read_config(path)
-    model = RewardModel(cfg)
+    if cfg.kind == "lm":
+        from .learned_lm import LMRewardModel
+
+        model: Any = LMRewardModel(cfg)
+    elif cfg.kind == "embedding":
+        model = RewardModel(cfg)
+    else:
+        raise RewardModelError(f"{path / CONFIG_FILE}: unknown kind {cfg.kind!r} (this dialogue-rl reads "
+                               f"'embedding' and 'lm'); upgrade dialogue-rl or retrain")
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError) as err:
@@ -427,10 +450,7 @@ def load_reward_model(path: str | os.PathLike, device: Any = "cpu") -> RewardMod
         raise RewardModelError(f"{path / WEIGHTS_FILE} does not match {CONFIG_FILE} (missing {missing[:4]}, "
                                f"unexpected {extra[:4]}); retrain: {TRAIN_HINT}")
     try:
-        model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-        enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-        if enc:
-            model.encoder.model.load_state_dict(enc, strict=False)
+        model.load_saved(state)
     except RuntimeError as err:
         raise RewardModelError(f"{path / WEIGHTS_FILE}: weights do not fit the model its config describes ({err}); "
                                f"retrain: {TRAIN_HINT}") from err
