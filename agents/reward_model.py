@@ -164,11 +164,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import dialogue_env  # noqa: F401  (registers its built-in models as LM backbones)
     from rewards.jsonl import DatasetError
     from rewards.learned import RewardModelError, check_out_dir, save_reward_model
     from rewards.learned_train import train_lm_reward_model, train_reward_model
-
-    import dialogue_env  # noqa: F401  (registers its built-in models as LM backbones)
 
     kind = resolve_kind(args.kind, args.backbone)
     for key, value in DEFAULTS[kind].items():

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Context, message_text
+from .base import Context, RewardModelError, message_text
 from .utils import ConfigBase, atomic_directory
 
 __all__ = [
@@ -71,11 +71,6 @@ CONFIG_FILE = "reward_model.json"
 WEIGHTS_FILE = "model.safetensors"
 ENV_PATH = "DIALOGUE_RL_REWARD_MODEL"  # default path of the `learned` reward when none is given
 TRAIN_HINT = "train one with `dialogue-rl reward-model train --data customer_service --out DIR`"
-
-
-class RewardModelError(ValueError):
-    """A reward-model directory is missing, incomplete or does not match its config. The message names the path
-    and the fix."""
 
 
 # ------------------------------------------------------------------------------------------------ inputs

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Context, message_text
+from .base import Context, RewardModelError, message_text
 
 __all__ = ["LMBackbone", "LMRewardModel", "chat_text", "is_causal_lm", "lm_backbone_names", "register_lm_backbone"]
 
@@ -70,8 +70,6 @@ def is_causal_lm(backbone: str) -> bool:
 
 
 def _load_lm(backbone: str) -> tuple[Any, Any]:
-    from .learned import RewardModelError
-
     if backbone in _LOADERS:
         return _LOADERS[backbone](backbone)
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -109,8 +107,6 @@ class LMBackbone(nn.Module):
 
     def __init__(self, backbone: str, num_layers_unfrozen: int = 2, max_length: int = 384):
         super().__init__()
-        from .learned import RewardModelError
-
         self.backbone = backbone
         lm, self.tokenizer = _load_lm(backbone)
         decoder = lm.get_decoder() if hasattr(lm, "get_decoder") else getattr(lm, "model", None)
@@ -214,8 +210,6 @@ class LMBackbone(nn.Module):
     @torch.no_grad()
     def check_split(self, texts: Sequence[str] = ("<|im_start|>user\nMy bill is wrong.<|im_end|>", "Thanks!")) -> None:
         """Raise if trunk + top does not reproduce the full forward (an architecture this split does not fit)."""
-        from .learned import RewardModelError
-
         ids = self.encode(texts)
         full, split = self.forward(ids), self.top(self.trunk_states(ids))
         if not torch.allclose(full, split, atol=1e-4, rtol=1e-4):
@@ -230,8 +224,6 @@ class LMRewardModel(nn.Module):
 
     def __init__(self, config: Any, backbone: LMBackbone | None = None):
         super().__init__()
-        from .learned import RewardModelError
-
         self.config = config
         self.backbone = backbone or LMBackbone(config.backbone, config.num_layers_unfrozen, config.max_length)
         if self.backbone.hidden_size != config.embedding_dim:
