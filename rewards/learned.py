@@ -23,7 +23,8 @@ A trained model is a directory::
     model.safetensors     the head's weights (and the fine-tuned top layers, if any); the backbone itself is
                           loaded from its own source (the bundled all-MiniLM-L6-v2 for "minilm")
 
-written atomically. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`agents.reward_model`) or
+written atomically. ``kind: lm`` in the config is the other kind of model, a causal LM with a scalar head on the last
+token (:mod:`rewards.learned_lm`), saved and served the same way. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`agents.reward_model`) or
 :func:`rewards.learned_train.train_reward_model` + :func:`save_reward_model`; use it as a reward with
 ``rewards.make("learned", path=DIR)`` or ``reward={"learned": {"weight": 1.0, "path": DIR}, "ethics": 1.0}``.
 """
@@ -45,6 +46,7 @@ import torch
 from torch import nn
 
 from .base import Context, RewardModelError, message_text
+from .learned_lm import SavedWeights, make_head
 from .utils import ConfigBase, atomic_directory
 
 __all__ = [
@@ -279,7 +281,7 @@ class RewardModelConfig(ConfigBase):
         return cls.from_dict({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-class RewardModel(nn.Module):
+class RewardModel(SavedWeights, nn.Module):
     """Sentence encoder + MLP head: ``s(x, y) = MLP([r, c, r*c, |r-c|])`` (module docstring). ``forward`` takes
     embeddings; :meth:`score` takes conversations and replies."""
 
@@ -290,12 +292,7 @@ class RewardModel(nn.Module):
         if self.encoder.hidden_size != config.embedding_dim:
             raise RewardModelError(f"backbone {config.backbone!r} has hidden size {self.encoder.hidden_size}, the "
                                    f"config says {config.embedding_dim}")
-        sizes = config.head_sizes
-        if config.hidden:
-            self.head = nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.GELU(), nn.Dropout(config.dropout),
-                                      nn.Linear(sizes[1], 1))
-        else:
-            self.head = nn.Sequential(nn.Linear(sizes[0], 1))
+        self.head = make_head(config.head_sizes, config.dropout)
         self._context_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @staticmethod
@@ -307,18 +304,13 @@ class RewardModel(nn.Module):
         """Raw scores ``(B,)`` from unit context and reply embeddings ``(B, D)``."""
         return self.head(self.features(c, r)).squeeze(-1)
 
-    def state_for_saving(self) -> dict[str, torch.Tensor]:
-        """What goes into model.safetensors: ``head.*`` and the fine-tuned ``encoder.<layer>`` weights."""
-        state = {f"head.{k}": v for k, v in self.head.state_dict().items()}
-        state.update({f"encoder.{k}": v for k, v in self.encoder.trainable_state().items()})
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    saved_prefix = "encoder"  # model.safetensors: head.* and the fine-tuned encoder.<layer> weights
 
-    def load_saved(self, state: dict[str, torch.Tensor]) -> None:
-        """Load :meth:`state_for_saving`'s output (keys already checked by the caller)."""
-        self.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-        enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-        if enc:
-            self.encoder.model.load_state_dict(enc, strict=False)
+    def _tuned(self) -> dict[str, torch.Tensor]:
+        return self.encoder.trainable_state()
+
+    def _tuned_module(self) -> nn.Module:
+        return self.encoder.model
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str], side: str = "right", batch_size: int = 64) -> torch.Tensor:

@@ -33,7 +33,8 @@ from torch import nn
 
 from .base import Context, RewardModelError, message_text
 
-__all__ = ["LMBackbone", "LMRewardModel", "chat_text", "is_causal_lm", "lm_backbone_names", "register_lm_backbone"]
+__all__ = ["LMBackbone", "LMRewardModel", "SavedWeights", "chat_text", "is_causal_lm", "lm_backbone_names",
+           "register_lm_backbone"]
 
 _LOADERS: dict[str, Callable[[str], tuple[Any, Any]]] = {}
 _LOCK = threading.Lock()
@@ -86,6 +87,34 @@ def _load_lm(backbone: str) -> tuple[Any, Any]:
         raise RewardModelError(f"LM backbone {backbone!r}: cannot load a Hugging Face causal LM from it ({err}); "
                                f"use a local model directory, or a built-in name ({hint})") from err
     return lm, tok
+
+
+class SavedWeights:
+    """What a reward model writes to model.safetensors and reads back: ``head.*`` and, under ``saved_prefix``, the
+    fine-tuned backbone weights that ``_tuned()`` returns from ``_tuned_module()``'s state dict."""
+
+    saved_prefix = "backbone"
+
+    def state_for_saving(self) -> dict[str, torch.Tensor]:
+        state = {f"head.{k}": v for k, v in self.head.state_dict().items()}
+        state.update({f"{self.saved_prefix}.{k}": v for k, v in self._tuned().items()})
+        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+    def load_saved(self, state: dict[str, torch.Tensor]) -> None:
+        """Load :meth:`state_for_saving`'s output (keys already checked by the caller)."""
+        self.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+        prefix = f"{self.saved_prefix}."
+        tuned = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if tuned:
+            self._tuned_module().load_state_dict(tuned, strict=False)
+
+
+def make_head(sizes: Sequence[int], dropout: float) -> nn.Sequential:
+    """The scoring head for layer widths ``sizes``: ``[f, h, 1]`` -> Linear, GELU, Dropout, Linear; ``[f, 1]`` ->
+    one Linear."""
+    if len(sizes) == 3:
+        return nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.GELU(), nn.Dropout(dropout), nn.Linear(sizes[1], 1))
+    return nn.Sequential(nn.Linear(sizes[0], 1))
 
 
 def chat_text(context: Context | str, reply: str, turns: int = 3) -> str:
@@ -218,7 +247,7 @@ class LMBackbone(nn.Module):
                                    f"{(full - split).abs().max():.2e}); use num_layers_unfrozen=0 with it")
 
 
-class LMRewardModel(nn.Module):
+class LMRewardModel(SavedWeights, nn.Module):
     """Causal LM + scalar head on the last token (module docstring); same interface as
     :class:`rewards.learned.RewardModel`: :meth:`score`, :meth:`state_for_saving`, :meth:`load_saved`."""
 
@@ -229,12 +258,7 @@ class LMRewardModel(nn.Module):
         if self.backbone.hidden_size != config.embedding_dim:
             raise RewardModelError(f"LM backbone {config.backbone!r} has hidden size {self.backbone.hidden_size}, "
                                    f"the config says {config.embedding_dim}")
-        H = config.embedding_dim
-        if config.hidden:
-            self.head = nn.Sequential(nn.Linear(H, config.hidden), nn.GELU(), nn.Dropout(config.dropout),
-                                      nn.Linear(config.hidden, 1))
-        else:
-            self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(H, 1))
+        self.head = make_head(config.head_sizes, config.dropout)
         nn.init.zeros_(self.head[-1].weight)  # every reply scores 0 at the start: no preference before training
         nn.init.zeros_(self.head[-1].bias)
 
@@ -245,18 +269,11 @@ class LMRewardModel(nn.Module):
     def texts(self, contexts: Sequence[Context | str], responses: Sequence[str]) -> list[str]:
         return [chat_text(c, r, self.config.context_turns) for c, r in zip(contexts, responses)]
 
-    def state_for_saving(self) -> dict[str, torch.Tensor]:
-        """``head.*`` and the fine-tuned ``backbone.<decoder key>`` weights."""
-        state = {f"head.{k}": v for k, v in self.head.state_dict().items()}
-        state.update({f"backbone.{k}": v for k, v in self.backbone.trainable_state().items()})
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    def _tuned(self) -> dict[str, torch.Tensor]:  # saved as backbone.<decoder key>
+        return self.backbone.trainable_state()
 
-    def load_saved(self, state: dict[str, torch.Tensor]) -> None:
-        """Load :meth:`state_for_saving`'s output (keys already checked by the caller)."""
-        self.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-        dec = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-        if dec:
-            self.backbone.decoder.load_state_dict(dec, strict=False)
+    def _tuned_module(self) -> nn.Module:
+        return self.backbone.decoder
 
     @torch.no_grad()
     def score(self, contexts: Sequence[Context | str], responses: Sequence[str], normalize: bool = True,

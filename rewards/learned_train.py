@@ -130,29 +130,27 @@ def train_reward_model(train: Sequence[Any], test: Sequence[Any], *, backbone: s
         b = e[[pos[u] for u in rows[:, 2]]]
         return model(c, a), model(c, b)  # (N,), (N,)
 
-    @torch.no_grad()
     def evaluate(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model.eval()
-        out_a, out_b = [], []
-        for s in range(0, len(rows), 64):
-            a, b = pair_scores(rows[s:s + 64])
-            out_a.append(a.double().cpu())
-            out_b.append(b.double().cpu())
-        return torch.cat(out_a).numpy(), torch.cat(out_b).numpy()
+        return _scores(model, pair_scores, rows, 64)
 
-    # 2. Bradley-Terry training
-    top_params = [p for layer in encoder.top_layers for p in layer.parameters()]
-    epoch_loss = _fit(pair_scores, tr_idx, [model.head], list(model.head.parameters()), encoder.top_layers,
-                      top_params, epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr,
-                      weight_decay=weight_decay, gen=gen, progress=progress)
-    model.eval()
-
-    # 3. metrics and score statistics
-    _finish(cfg, evaluate, tr_idx, te_idx, train, test, epoch_loss)
-    cfg.training = _record(train, test, data_source, test_source, epochs=epochs, batch_size=batch_size, lr=lr,
-                           backbone_lr=backbone_lr if top_params else None, weight_decay=weight_decay, seed=seed,
-                           device=str(device), embedding_seconds=round(t_embed, 2), seconds=round(time.time() - t0, 2))
+    # 2. Bradley-Terry training, 3. metrics and score statistics
+    _fit_and_measure(model, cfg, pair_scores, evaluate, tr_idx, te_idx, train, test, encoder.top_layers, epochs=epochs,
+                     batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay, seed=seed,
+                     device=device, gen=gen, progress=progress, data_source=data_source, test_source=test_source,
+                     t0=t0, t_embed=t_embed)
     return model, cfg
+
+
+@torch.no_grad()
+def _scores(model: nn.Module, pair_scores: Any, rows: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(chosen, rejected) float64 scores of the pair ``rows`` in eval mode, ``batch`` pairs at a time."""
+    model.eval()
+    out_a, out_b = [], []
+    for s in range(0, len(rows), batch):
+        a, b = pair_scores(rows[s:s + batch])
+        out_a.append(a.double().cpu())
+        out_b.append(b.double().cpu())
+    return torch.cat(out_a).numpy(), torch.cat(out_b).numpy()
 
 
 def _fit(pair_scores: Any, rows: np.ndarray, head_modules: list, head_params: list, top_modules: list,
@@ -189,6 +187,24 @@ def _fit(pair_scores: Any, rows: np.ndarray, head_modules: list, head_params: li
     for m in head_modules + top_modules:
         m.eval()
     return epoch_loss
+
+
+def _fit_and_measure(model: nn.Module, cfg: RewardModelConfig, pair_scores: Any, evaluate: Any, tr_idx: np.ndarray,
+                     te_idx: np.ndarray, train: Sequence[Any], test: Sequence[Any], top_modules: list, *, epochs: int,
+                     batch_size: int, lr: float, backbone_lr: float, weight_decay: float, seed: int, device: Any,
+                     gen: torch.Generator, progress: bool, data_source: str, test_source: str, t0: float,
+                     t_embed: float) -> None:
+    """Train ``model`` (its head and ``top_modules``) with :func:`_fit`, then fill ``cfg``'s metrics, score
+    statistics and ``training`` record."""
+    top_params = [p for m in top_modules for p in m.parameters()]
+    epoch_loss = _fit(pair_scores, tr_idx, [model.head], list(model.head.parameters()), top_modules, top_params,
+                      epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr,
+                      weight_decay=weight_decay, gen=gen, progress=progress)
+    model.eval()
+    _finish(cfg, evaluate, tr_idx, te_idx, train, test, epoch_loss)
+    cfg.training = _record(train, test, data_source, test_source, epochs=epochs, batch_size=batch_size, lr=lr,
+                           backbone_lr=backbone_lr if top_params else None, weight_decay=weight_decay, seed=seed,
+                           device=str(device), embedding_seconds=round(t_embed, 2), seconds=round(time.time() - t0, 2))
 
 
 def _finish(cfg: RewardModelConfig, evaluate: Any, tr_idx: np.ndarray, te_idx: np.ndarray, train: Sequence[Any],
@@ -289,26 +305,12 @@ def train_lm_reward_model(train: Sequence[Any], test: Sequence[Any], *, backbone
         s = model(lm.top([cached[u] for u in uniq]))  # (U,)
         return s[[pos[u] for u in rows[:, 0]]], s[[pos[u] for u in rows[:, 1]]]
 
-    @torch.no_grad()
     def evaluate(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        model.eval()
-        out_a, out_b = [], []
-        for s in range(0, len(rows), 16):
-            a, b = pair_scores(rows[s:s + 16])
-            out_a.append(a.double().cpu())
-            out_b.append(b.double().cpu())
-        return torch.cat(out_a).numpy(), torch.cat(out_b).numpy()
+        return _scores(model, pair_scores, rows, 16)
 
-    # 2. Bradley-Terry training
-    top_params = [p for m in lm.top_modules for p in m.parameters()]
-    epoch_loss = _fit(pair_scores, tr_idx, [model.head], list(model.head.parameters()), lm.top_modules, top_params,
-                      epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr,
-                      weight_decay=weight_decay, gen=gen, progress=progress)
-    model.eval()
-
-    # 3. metrics and score statistics
-    _finish(cfg, evaluate, tr_idx, te_idx, train, test, epoch_loss)
-    cfg.training = _record(train, test, data_source, test_source, epochs=epochs, batch_size=batch_size, lr=lr,
-                           backbone_lr=backbone_lr if top_params else None, weight_decay=weight_decay, seed=seed,
-                           device=str(device), embedding_seconds=round(t_trunk, 2), seconds=round(time.time() - t0, 2))
+    # 2. Bradley-Terry training, 3. metrics and score statistics
+    _fit_and_measure(model, cfg, pair_scores, evaluate, tr_idx, te_idx, train, test, lm.top_modules, epochs=epochs,
+                     batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, weight_decay=weight_decay, seed=seed,
+                     device=device, gen=gen, progress=progress, data_source=data_source, test_source=test_source,
+                     t0=t0, t_embed=t_trunk)
     return model, cfg
