@@ -45,9 +45,12 @@ import torch
 
 from agents.evaluator import (
     apply_ethics,
+    apply_judges,
     distinct_n,
     env_ethics,
     evaluate_actor,
+    judge_specs,
+    make_judges,
     reply_logprobs,
     rows_from_rollout,
     summarize,
@@ -208,7 +211,7 @@ def _model_name(model: Any) -> str:
 # ------------------------------------------------------------------------------------------------- evaluation
 def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=None, reference="auto", filter=None,
                     max_new_tokens=48, max_context_tokens=512, batch_size=25, greedy=False, temperature=0.7,
-                    seed=1234, device="cpu", limit=None, lm=None, tokenizer_name=None, progress=True):
+                    seed=1234, device="cpu", limit=None, lm=None, tokenizer_name=None, progress=True, judges=None):
     """Generate one reply per dialogue of ``dataset``/``split`` (all, or the first ``limit``) and score them.
 
     Args:
@@ -219,6 +222,9 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
             With ``lm`` given, a reference named like ``policy`` is loaded from that name, so the KL measures how
             far ``lm`` moved from those weights; pass ``reference=lm`` for a self-reference.
         filter: None, "ethics" or a ``rewards.EthicsFilter``: replace unsafe replies after generation.
+        judges: rewards that score the same replies without being optimised (``--judge``): a list of specs or
+            ``LABEL=SPEC`` strings, or ``{label: spec}`` (:func:`agents.evaluator.make_judges`); reported as
+            ``judges`` / ``judge/<label>`` in the summary and ``judges`` in each row.
         batch_size: sub-envs per chunk; the last chunk is padded by repeating dialogues (the extras are dropped).
         greedy / temperature / seed: decoding; sampling uses a ``torch.Generator`` seeded with ``seed``.
         tokenizer_name: the env's ``model=`` (default: ``policy``, or a checkpoint's ``base_model`` when the
@@ -239,6 +245,7 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size} must be at least 1")
     tok_name = tokenizer_name or _tokenizer_name(policy)
+    judge_modules = make_judges(judges)  # before minutes of generation, so a bad spec fails at once
 
     if lm is None:
         lm = _load_lm(policy, device)
@@ -280,12 +287,14 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
         venv.close()
 
     ethics_stats = apply_ethics(rows, filter, None if filter not in (None, "ethics") else ethics)
+    apply_judges(rows, judge_modules)
     summary = summarize(
         rows, ethics_stats,
         policy=policy, reference=_model_name(ref), dataset=dataset if isinstance(dataset, str) else
         f"<{len(dialogues)} dialogues>", split=split, reward_spec=_spec_for_json(reward), seed=int(seed),
         greedy=bool(greedy), temperature=float(temperature), max_new_tokens=int(max_new_tokens),
         filter=filter if filter is None or isinstance(filter, str) else type(filter).__name__,
+        judge_specs=_spec_for_json(judge_specs(judges)),
         seconds=time.perf_counter() - start_time,
     )
     return summary, rows
@@ -342,7 +351,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def format_table(summaries: Mapping[str, Mapping]) -> str:
     """A Markdown table with one column per named summary (e.g. ``{"before": s0, "after": s1}``): n, reward ± 95%
-    CI, each component, KL, perplexity, distinct-1/2, mean length and tokens, ethics violations."""
+    CI, each component, each judge (a reward not optimised, ± 95% CI), KL, perplexity, distinct-1/2, mean length and
+    tokens, ethics violations."""
     names = list(summaries)
     comps: list[str] = []
     for s in summaries.values():
@@ -371,6 +381,16 @@ def format_table(summaries: Mapping[str, Mapping]) -> str:
         lines.append(("resolution rate (± 95% CI)", [
             f"{pct(s['resolution_rate'])} ± {pct(s.get('resolution_rate_ci95'))}" if "resolution_rate" in s else "–"
             for s in summaries.values()]))
+    judges: list[str] = []
+    for s in summaries.values():
+        judges += [k for k in s.get("judges", {}) if k not in judges]
+
+    def judge_cell(s, k):
+        j = s.get("judges", {}).get(k)
+        return "–" if j is None else f"{_fmt(j['mean'])} ± {_fmt(j['ci95'])}"
+
+    for k in judges:
+        lines.append((f"judge/{k} (± 95% CI)", [judge_cell(s, k) for s in summaries.values()]))
     lines += [
         ("KL to reference", [_fmt(s.get("kl")) for s in summaries.values()]),
         ("perplexity (reference)", [_fmt(s.get("perplexity"), 2) for s in summaries.values()]),
@@ -419,6 +439,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reward", type=_parse_reward, default=None,
                    help='a reward name or a JSON dict such as \'{"coherence": 1, "ethics": 1}\' (default: the '
                         "seed's reward)")
+    p.add_argument("--judge", action="append", default=[], metavar="SPEC",
+                   help="also score the replies with a reward that was not optimised, reported beside the reward "
+                        "(repeatable): a name (coherence), a JSON dict ('{\"learned\": {\"path\": \"runs/rm\"}}'), "
+                        "or LABEL=SPEC")
     p.add_argument("--reference", default="auto",
                    help="reference model for KL and perplexity (default: a checkpoint's base model, else the policy)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dialogues")
@@ -444,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         args.policy, dataset=args.dataset, split=args.split, reward=args.reward, reference=args.reference,
         filter=args.filter, max_new_tokens=args.max_new_tokens, max_context_tokens=args.max_context_tokens,
         batch_size=args.batch_size, greedy=args.greedy, temperature=args.temperature, seed=args.seed,
-        device=args.device, limit=args.limit, progress=not args.no_progress)
+        device=args.device, limit=args.limit, progress=not args.no_progress, judges=args.judge)
     summary_path, rows_path = write_outputs(summary, rows, args.out)
     label = Path(args.policy).name or args.policy
     print(format_table({label: summary}))

@@ -171,10 +171,103 @@ def apply_ethics(rows: list[dict], filter: Any = None, ethics: Any = None) -> di
     return out
 
 
+# ------------------------------------------------------------------------------------------------------ judges
+def judge_label(spec: Any) -> str:
+    """The name a judge spec is reported under when none is given: a reward name -> that name; a dict with one
+    reward -> its key (``{"learned": {"path": DIR}}`` -> ``learned``); anything else -> its ``name``."""
+    if isinstance(spec, str):
+        return spec.strip()
+    if isinstance(spec, Mapping):
+        keys = [k for k in spec if k != "gate"]
+        return str(keys[0]) if len(keys) == 1 else "+".join(map(str, keys))
+    return str(getattr(spec, "name", type(spec).__name__))
+
+
+def parse_judge(text: str) -> tuple[str, Any]:
+    """``(label, reward spec)`` of a ``--judge`` argument: a reward name (``coherence``), a JSON reward dict
+    (``'{"learned": {"path": "runs/rm"}}'``), or either prefixed by ``LABEL=`` to name it (``lm='{"learned": ...}'``).
+    A malformed argument is a :class:`rewards.utils.ConfigError` naming it."""
+    import json
+
+    from rewards.utils import ConfigError
+
+    text = str(text).strip()
+    label, sep, rest = text.partition("=")
+    if sep and label and not label.lstrip().startswith("{"):
+        label, spec_text = label.strip(), rest.strip()
+    else:
+        label, spec_text = "", text
+    if not spec_text:
+        raise ConfigError(f"--judge {text!r}: no reward given; use a name (coherence), a JSON dict "
+                         "('{\"learned\": {\"path\": \"runs/rm\"}}') or LABEL=SPEC")
+    spec: Any = spec_text
+    if spec_text.startswith("{"):
+        try:
+            spec = json.loads(spec_text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--judge {text!r} looks like JSON but does not parse: {err}") from err
+    return label or judge_label(spec), spec
+
+
+def judge_specs(specs: Any) -> dict[str, Any]:
+    """``{label: reward spec}`` for judge specs: a list of ``--judge`` strings or reward specs (names, dicts), or a
+    mapping ``{label: spec}``. Two judges with one label is a :class:`rewards.utils.ConfigError` (name them apart
+    with ``LABEL=SPEC``)."""
+    from rewards.utils import ConfigError
+
+    if not specs:
+        return {}
+    if isinstance(specs, Mapping):
+        return {str(k): v for k, v in specs.items()}
+    if isinstance(specs, str):
+        specs = [specs]
+    out: dict[str, Any] = {}
+    for label, spec in (parse_judge(s) if isinstance(s, str) else (judge_label(s), s) for s in specs):
+        if label in out:
+            raise ConfigError(f"two judges are named {label!r}; name them apart with LABEL=SPEC (e.g. "
+                              f"--judge lm='{{\"learned\": {{\"path\": \"runs/rm_lm\"}}}}')")
+        out[label] = spec
+    return out
+
+
+def make_judges(specs: Any) -> dict[str, Any]:
+    """``{label: reward module}`` for :func:`judge_specs`' specs, each built with :func:`rewards.make_composite`
+    (a dict spec may hold several parts and a gate; the judge's value is the composite's total)."""
+    import rewards
+
+    return {label: rewards.make_composite(spec) for label, spec in judge_specs(specs).items()}
+
+
+def apply_judges(rows: list[dict], judges: Mapping[str, Any]) -> None:
+    """Score every row's ``reply_raw`` (what the policy wrote, before any filter) with each judge, a reward that
+    was not optimised, into ``row["judges"][label]``; :func:`summarize` then reports them."""
+    if not judges or not rows:
+        return
+    contexts = [r["context"] or [] for r in rows]
+    replies = [r["reply_raw"] for r in rows]
+    for label, judge in judges.items():
+        for row, v in zip(rows, judge(contexts, replies)):
+            row.setdefault("judges", {})[label] = float(v)
+
+
+def _judge_stats(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:
+    """``{label: {"mean", "std" (population), "ci95"}}`` over the rows' judge scores."""
+    labels: list[str] = []
+    for row in rows:
+        labels += [k for k in row.get("judges", {}) if k not in labels]
+    out = {}
+    for label in labels:
+        v = np.asarray([row["judges"][label] for row in rows if label in row.get("judges", {})], dtype=np.float64)
+        std = float(v.std())
+        out[label] = {"mean": float(v.mean()), "std": std, "ci95": 1.96 * std / math.sqrt(len(v))}
+    return out
+
+
 def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **meta: Any) -> dict:
     """The summary of evaluated rows: n, reward (mean, population std, 95% CI), components (nested and flattened as
     ``reward/<name>``), kl (None if any row's is unknown), perplexity, distinct-1/2, mean length (words, tokens),
-    the ethics fields; ``meta`` (policy, dataset, ...) is appended."""
+    the ethics fields; with judge scores in the rows (:func:`apply_judges`), ``judges`` (``{label: {mean, std,
+    ci95}}``) and ``judge/<label>`` (the mean); ``meta`` (policy, dataset, ...) is appended."""
     n = len(rows)
     if n == 0:
         raise ValueError("nothing to summarise: no rows")
@@ -207,6 +300,10 @@ def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **me
     if ethics_stats is None:
         ethics_stats = {"ethics_violation_rate": float(np.mean([bool(row["ethics_unsafe"]) for row in rows]))}
     summary.update(ethics_stats)
+    judges = _judge_stats(rows)
+    if judges:
+        summary["judges"] = judges
+        summary.update({f"judge/{k}": v["mean"] for k, v in judges.items()})
     summary.update(meta)
     return summary
 
@@ -228,4 +325,5 @@ def turn_summary(rows: Sequence[Mapping]) -> dict:
     return out
 
 
-__all__ = ["apply_ethics", "distinct_n", "env_ethics", "evaluate_actor", "reply_logprobs", "rows_from_rollout", "summarize"]
+__all__ = ["apply_ethics", "apply_judges", "distinct_n", "env_ethics", "evaluate_actor", "judge_label", "judge_specs",
+           "make_judges", "parse_judge", "reply_logprobs", "rows_from_rollout", "summarize", "turn_summary"]

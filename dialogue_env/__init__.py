@@ -15,7 +15,7 @@ See ``help(dialogue_env.envs.DialogueEnv)`` for the full manual.
 from gymnasium.envs.registration import register, registry
 
 from .data import DatasetError, Dialogue, Preference, load_dataset, load_dialogues, load_preferences
-from .models import ModelNotAvailableError, load_policy, load_tokenizer
+from .models import SMOLLM2_NAMES, TINY_NAMES, ModelNotAvailableError, load_policy, load_tokenizer
 
 __version__ = "0.1.0"
 
@@ -41,6 +41,11 @@ if "dialogue_env/DialogueUtterance-v0" not in registry:
         entry_point="dialogue_env.utterance:DialogueUtteranceEnv",
         vector_entry_point="dialogue_env.utterance:DialogueUtteranceVectorEnv",
     )
+
+# The built-in models as backbones of the LM reward model (`learned` with kind "lm"; rewards cannot import us).
+from rewards.learned_lm import register_lm_backbone  # noqa: E402
+
+register_lm_backbone(SMOLLM2_NAMES + TINY_NAMES, load_policy)
 
 __all__ = [
     "ENV_IDS", "DatasetError", "Dialogue", "ModelNotAvailableError", "Preference", "load_dataset",

@@ -41,6 +41,7 @@ __all__ = [
     "FunctionReward",
     "Message",
     "RewardError",
+    "RewardModelError",
     "RewardModule",
     "FLOAT32_MAX",
     "accepted_kwargs",
@@ -54,6 +55,12 @@ __all__ = [
     "message_text",
     "validate_output",
 ]
+
+
+class RewardModelError(ValueError):
+    """A reward-model directory is missing, incomplete or does not match its config, or a backbone cannot serve
+    one. The message names the path and the fix. (Defined here so that :mod:`rewards.learned` and
+    :mod:`rewards.learned_lm` share it; importable from :mod:`rewards.learned`.)"""
 
 
 class RewardError(RuntimeError):

@@ -23,7 +23,8 @@ A trained model is a directory::
     model.safetensors     the head's weights (and the fine-tuned top layers, if any); the backbone itself is
                           loaded from its own source (the bundled all-MiniLM-L6-v2 for "minilm")
 
-written atomically. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`agents.reward_model`) or
+written atomically. ``kind: lm`` in the config is the other kind of model, a causal LM with a scalar head on the last
+token (:mod:`rewards.learned_lm`), saved and served the same way. Train one with ``dialogue-rl reward-model train --out DIR`` (see :mod:`agents.reward_model`) or
 :func:`rewards.learned_train.train_reward_model` + :func:`save_reward_model`; use it as a reward with
 ``rewards.make("learned", path=DIR)`` or ``reward={"learned": {"weight": 1.0, "path": DIR}, "ethics": 1.0}``.
 """
@@ -44,7 +45,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .base import Context, message_text
+from .base import Context, RewardModelError, message_text
+from .learned_lm import SavedWeights, make_head
 from .utils import ConfigBase, atomic_directory
 
 __all__ = [
@@ -66,16 +68,11 @@ __all__ = [
 ]
 
 FORMAT = "dialogue-rl-reward-model"
-VERSION = 1
+VERSION = 2  # 1: sentence-encoder models (no `kind`); 2: adds kind "lm"
 CONFIG_FILE = "reward_model.json"
 WEIGHTS_FILE = "model.safetensors"
 ENV_PATH = "DIALOGUE_RL_REWARD_MODEL"  # default path of the `learned` reward when none is given
 TRAIN_HINT = "train one with `dialogue-rl reward-model train --data customer_service --out DIR`"
-
-
-class RewardModelError(ValueError):
-    """A reward-model directory is missing, incomplete or does not match its config. The message names the path
-    and the fix."""
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -238,10 +235,14 @@ class RewardModelConfig(ConfigBase):
 
     config_label = "reward-model config field"
 
+    kind: str = "embedding"
+    """"embedding": a sentence encoder + MLP over [r, c, r*c, |r-c|] (this module); "lm": a causal LM with a scalar
+    head on the last token of the chat-formatted context + reply (:mod:`rewards.learned_lm`)."""
     backbone: str = "minilm"
-    """Sentence encoder: "minilm" (bundled all-MiniLM-L6-v2) or a Hugging Face encoder directory / hub id."""
+    """kind embedding: "minilm" (bundled all-MiniLM-L6-v2) or a Hugging Face encoder directory / hub id; kind lm:
+    "smollm2-135m", "tiny-random" (registered by dialogue_env) or a causal LM directory / hub id."""
     num_layers_unfrozen: int = 0
-    """Top encoder layers fine-tuned (0 = frozen encoder, only the head is trained)."""
+    """Top backbone layers fine-tuned (0 = frozen backbone, only the head is trained)."""
     context_turns: int = 3
     """Last non-system turns of the conversation the model reads."""
     max_length: int = 256
@@ -264,11 +265,14 @@ class RewardModelConfig(ConfigBase):
     @property
     def head_sizes(self) -> list[int]:
         """Layer widths of the head: features -> hidden -> 1."""
-        f = 4 * self.embedding_dim
+        f = self.embedding_dim if self.kind == "lm" else 4 * self.embedding_dim
         return [f, self.hidden, 1] if self.hidden else [f, 1]
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, **self.to_dict(), "head_sizes": self.head_sizes,
+        if self.kind == "lm":  # version 2: a reader of version 1 (no `kind`) must refuse it, not misread it
+            return {"format": FORMAT, "version": VERSION, **self.to_dict(), "head_sizes": self.head_sizes,
+                    "features": "final hidden state of the causal LM at the last token of the ChatML context + reply"}
+        return {"format": FORMAT, "version": 1, **self.to_dict(), "head_sizes": self.head_sizes,
                 "features": "[r, c, r*c, |r-c|] of unit MiniLM-style embeddings (c: context, r: reply)"}
 
     @classmethod
@@ -277,7 +281,7 @@ class RewardModelConfig(ConfigBase):
         return cls.from_dict({k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
-class RewardModel(nn.Module):
+class RewardModel(SavedWeights, nn.Module):
     """Sentence encoder + MLP head: ``s(x, y) = MLP([r, c, r*c, |r-c|])`` (module docstring). ``forward`` takes
     embeddings; :meth:`score` takes conversations and replies."""
 
@@ -288,12 +292,7 @@ class RewardModel(nn.Module):
         if self.encoder.hidden_size != config.embedding_dim:
             raise RewardModelError(f"backbone {config.backbone!r} has hidden size {self.encoder.hidden_size}, the "
                                    f"config says {config.embedding_dim}")
-        sizes = config.head_sizes
-        if config.hidden:
-            self.head = nn.Sequential(nn.Linear(sizes[0], sizes[1]), nn.GELU(), nn.Dropout(config.dropout),
-                                      nn.Linear(sizes[1], 1))
-        else:
-            self.head = nn.Sequential(nn.Linear(sizes[0], 1))
+        self.head = make_head(config.head_sizes, config.dropout)
         self._context_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @staticmethod
@@ -305,11 +304,13 @@ class RewardModel(nn.Module):
         """Raw scores ``(B,)`` from unit context and reply embeddings ``(B, D)``."""
         return self.head(self.features(c, r)).squeeze(-1)
 
-    def state_for_saving(self) -> dict[str, torch.Tensor]:
-        """What goes into model.safetensors: ``head.*`` and the fine-tuned ``encoder.<layer>`` weights."""
-        state = {f"head.{k}": v for k, v in self.head.state_dict().items()}
-        state.update({f"encoder.{k}": v for k, v in self.encoder.trainable_state().items()})
-        return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    saved_prefix = "encoder"  # model.safetensors: head.* and the fine-tuned encoder.<layer> weights
+
+    def _tuned(self) -> dict[str, torch.Tensor]:
+        return self.encoder.trainable_state()
+
+    def _tuned_module(self) -> nn.Module:
+        return self.encoder.model
 
     @torch.no_grad()
     def embed(self, texts: Sequence[str], side: str = "right", batch_size: int = 64) -> torch.Tensor:
@@ -408,15 +409,24 @@ def _read_config(path: Path) -> RewardModelConfig:
     return RewardModelConfig.from_json(data)
 
 
-def load_reward_model(path: str | os.PathLike, device: Any = "cpu") -> RewardModel:
-    """Rebuild a saved :class:`RewardModel` (eval mode, on ``device``). Raises :class:`RewardModelError` when
+def load_reward_model(path: str | os.PathLike, device: Any = "cpu") -> Any:
+    """Rebuild a saved :class:`RewardModel` or, for ``kind: lm``, :class:`rewards.learned_lm.LMRewardModel` (eval
+    mode, on ``device``). Raises :class:`RewardModelError` when
     ``path`` is not a complete reward-model directory or its weights do not match its config."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(path).expanduser()
     cfg = _read_config(path)
-    model = RewardModel(cfg)
+    if cfg.kind == "lm":
+        from .learned_lm import LMRewardModel
+
+        model: Any = LMRewardModel(cfg)
+    elif cfg.kind == "embedding":
+        model = RewardModel(cfg)
+    else:
+        raise RewardModelError(f"{path / CONFIG_FILE}: unknown kind {cfg.kind!r} (this dialogue-rl reads "
+                               f"'embedding' and 'lm'); upgrade dialogue-rl or retrain")
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError) as err:
@@ -427,10 +437,7 @@ def load_reward_model(path: str | os.PathLike, device: Any = "cpu") -> RewardMod
         raise RewardModelError(f"{path / WEIGHTS_FILE} does not match {CONFIG_FILE} (missing {missing[:4]}, "
                                f"unexpected {extra[:4]}); retrain: {TRAIN_HINT}")
     try:
-        model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
-        enc = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-        if enc:
-            model.encoder.model.load_state_dict(enc, strict=False)
+        model.load_saved(state)
     except RuntimeError as err:
         raise RewardModelError(f"{path / WEIGHTS_FILE}: weights do not fit the model its config describes ({err}); "
                                f"retrain: {TRAIN_HINT}") from err

@@ -10,15 +10,33 @@ from typing import Any
 
 from .base import Context
 
-__all__ = ["SentimentReward", "hownet_polarity", "label_value", "vader_analyzer"]
+__all__ = ["SERVICE_NEUTRAL_WORDS", "SentimentReward", "hownet_polarity", "label_value", "vader_analyzer"]
+
+# Words VADER scores negative that a good support agent says while helping: naming the customer's problem and
+# apologising for it ("Sorry your parcel is late: I've refunded the delivery fee"). On the shipped preference pairs
+# VADER prefers the worse reply more often than the better one (42% agreement), largely because of them; the
+# `lexicon="service"` analyser scores them 0.
+SERVICE_NEUTRAL_WORDS = (
+    "sorry", "apologise", "apologize", "apologies", "apology", "unfortunately", "problem", "problems", "issue",
+    "issues", "trouble", "fault", "faulty", "broken", "error", "damaged", "damage", "fraud", "lost", "late", "delay",
+    "delayed", "cancel", "cancellation", "charged", "charge", "fee", "fees", "complaint", "frustrating",
+    "frustrated", "inconvenience", "worry", "worried", "wrong", "disappointed",
+)
 
 
 @functools.cache
-def vader_analyzer():
-    """The process-wide VADER analyser (its lexicon loads once, ~50 ms)."""
+def vader_analyzer(lexicon: str = "vader"):
+    """The process-wide VADER analyser (its lexicon loads once, ~50 ms); ``lexicon="service"``: a second one whose
+    lexicon leaves out :data:`SERVICE_NEUTRAL_WORDS`."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-    return SentimentIntensityAnalyzer()
+    analyzer = SentimentIntensityAnalyzer()
+    if lexicon == "service":
+        for word in SERVICE_NEUTRAL_WORDS:
+            analyzer.lexicon.pop(word, None)
+    elif lexicon != "vader":
+        raise ValueError(f"sentiment: lexicon must be 'vader' or 'service', got {lexicon!r}")
+    return analyzer
 
 
 class _WordListUnpickler(pickle.Unpickler):
@@ -114,6 +132,12 @@ class SentimentReward:
     tokens (:func:`hownet_polarity`), in (-1, 1). VADER's lexicon is English and scores Chinese text 0. What it
     can and cannot judge is measured in rewards/README.md ("Chinese"): emotional polarity yes, rudeness hardly.
 
+    ``lexicon="service"``: VADER without the words a helpful agent uses to name a problem or apologise
+    (:data:`SERVICE_NEUTRAL_WORDS`), which VADER counts as negative. ``cap=c``: values above ``c`` count as ``c``
+    (``r = min(r, c)``, before ``scale``): warmth beyond "not negative" earns nothing, so a policy optimising the
+    seed's reward cannot gain by sounding ever more cheerful (on the shipped preference pairs, VADER prefers the
+    worse reply 52% of the time and the better one 42%: vague and off-topic replies tend to sound happier).
+
     ``model="<hub id or local path>"``: a Hugging Face text-classification model through
     ``transformers.pipeline`` on ``device``; ``r = sum_labels p(label) * value(label)`` in [-1, 1], label
     values from :func:`label_value` or ``label_map``.
@@ -132,16 +156,24 @@ class SentimentReward:
     kind = "additive"
 
     def __init__(self, model: str | None = None, device: Any = None, scale: str = "signed",
-                 label_map: Mapping[str, float] | None = None, batch_size: int = 64, language: str = "en"):
+                 label_map: Mapping[str, float] | None = None, batch_size: int = 64, language: str = "en",
+                 lexicon: str = "vader", cap: float | None = None):
         if scale not in ("signed", "unit"):
             raise ValueError(f"sentiment: scale must be 'signed' or 'unit', got {scale!r}")
         if language not in ("en", "zh"):
             raise ValueError(f"sentiment: language must be 'en' or 'zh', got {language!r}")
+        if lexicon not in ("vader", "service"):
+            raise ValueError(f"sentiment: lexicon must be 'vader' or 'service', got {lexicon!r}")
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, (int, float)) or not -1.0 < cap <= 1.0):
+            raise ValueError(f"sentiment: cap must be a number in (-1, 1] or None, got {cap!r}")
         self.language = language
+        self.lexicon = lexicon
+        self.cap = None if cap is None else float(cap)
         self.model = model
         self.device = None if device is None else str(device)
         self.scale = scale
-        self.bounds = (-1.0, 1.0) if scale == "signed" else (0.0, 1.0)
+        high = 1.0 if self.cap is None else self.cap
+        self.bounds = (-1.0, high) if scale == "signed" else (0.0, (high + 1.0) / 2.0)
         self.label_map = dict(label_map) if label_map else None
         self.batch_size = batch_size
         self._pipe = None
@@ -155,10 +187,12 @@ class SentimentReward:
         if self.model is None and self.language == "zh":
             values = hownet_polarity([r or "" for r in responses])
         elif self.model is None:
-            polarity = vader_analyzer().polarity_scores
+            polarity = vader_analyzer(self.lexicon).polarity_scores
             values = [polarity(r)["compound"] if r else 0.0 for r in responses]
         else:
             values = self._classify(list(responses))
+        if self.cap is not None:
+            values = [min(v, self.cap) for v in values]
         if self.scale == "unit":
             return [(v + 1.0) / 2.0 for v in values]
         return values
@@ -194,4 +228,5 @@ class SentimentReward:
 
     def __repr__(self) -> str:
         lang = f", language={self.language!r}" if self.language != "en" else ""
-        return f"SentimentReward(model={self.model!r}, scale={self.scale!r}{lang})"
+        return (f"SentimentReward(model={self.model!r}, scale={self.scale!r}{lang}, lexicon={self.lexicon!r}, "
+                f"cap={self.cap!r})")

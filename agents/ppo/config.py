@@ -169,6 +169,10 @@ class PPOConfig(ConfigBase):
     """Weights & Biases project when logger = wandb. May change on --resume."""
     examples: int = 4
     """Example replies shown before/after. May change on --resume."""
+    judges: Any = None
+    """Rewards that score every evaluation's replies without being optimised, to see reward hacking: a list of
+    reward specs (``[{learned: {path: runs/rm}}, coherence]``, labelled by their name) or ``{label: spec}``; logged
+    as eval/judge/<label> and shown in report.md's before/after table (agents.evaluator.make_judges)."""
     extra: dict = field(default_factory=dict)
     """Free-form notes stored with the run. May change on --resume."""
 

@@ -26,7 +26,7 @@ import torch
 import dialogue_env  # noqa: F401  (registers the envs)
 from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
-from agents.evaluator import apply_ethics, env_ethics, evaluate_actor, summarize
+from agents.evaluator import apply_ethics, apply_judges, env_ethics, evaluate_actor, make_judges, summarize
 from agents.ppo import distributed as ddp
 from agents.ppo import functional as ppo_f
 from agents.ppo.checkpoint import (
@@ -167,6 +167,7 @@ def evaluate_in_training(policy: PolicyWithValue, cfg: PPOConfig, split: str, se
                                  generator=torch.Generator().manual_seed(seed),
                                  capture_layer=policy.split if cfg.turns == 1 else None)
     ethics_stats = apply_ethics(rows, ethics=env_ethics(env, cfg.dataset))
+    apply_judges(rows, make_judges(cfg.judges))  # rewards not optimised, beside the one that is
     return summarize(rows, ethics_stats, policy=cfg.model, dataset=cfg.dataset, split=split, seed=seed), rows
 
 
@@ -209,6 +210,7 @@ def _eval_scalars(summary: dict, prefix: str = "eval") -> dict:
     out = {f"{prefix}/{k}": summary[k] for k in keys}
     out.update({f"{prefix}/rewards/{k}": v for k, v in summary["components"].items()})
     out.update({f"{prefix}/{k}": summary[k] for k in ("turn_reward", "resolution_rate") if k in summary})
+    out.update({f"{prefix}/judge/{k}": v["mean"] for k, v in summary.get("judges", {}).items()})
     return out
 
 
@@ -504,6 +506,9 @@ def _report(cfg: PPOConfig, summaries: dict, rows_before: list, rows_after: list
         d2 = after["distinct_2"] / max(before["distinct_2"], 1e-9)
         lines += ["", f"reward gain: {gain:+.2f} standard deviations of the untrained policy's per-dialogue reward; "
                       f"perplexity under the reference {100 * ppl:+.1f}%; distinct-2 ratio {d2:.2f}"]
+        lines += [f"judge {k} (not optimised): {(after['judges'][k]['mean'] - j['mean']) / max(j['std'], 1e-9):+.2f} "
+                  "standard deviations of the untrained policy's" for k, j in before.get("judges", {}).items()
+                  if k in after.get("judges", {})]
     lines += ["", "## Example replies", ""]
     for i in range(min(cfg.examples, len(rows_after))):
         ctx = rows_after[i]["context"][-1]["content"]
