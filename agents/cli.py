@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="run directory (default runs/<config name>)")
     train.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out (refused if a --set or "
                                                                 "the config changes a field that alters the run)")
-    train.add_argument("--set", nargs="*", metavar="FIELD=VALUE", help="override config fields")
+    train.add_argument("--set", nargs="*", action="extend", default=[], metavar="FIELD=VALUE",
+                       help="override config fields (repeatable: every --set applies)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
 

@@ -47,6 +47,10 @@ def test_bad_config_value_prints_the_message_alone_with_status_2(capsys, tmp_pat
     assert main(["train", "--config", "tiny", "--set", "total_iterations=-1", "--out", str(tmp_path / "r")]) == 2
     err = _err(capsys)
     assert err.startswith("dialogue-rl: error: total_iterations=-1 must be an integer >= 1") and "--debug" in err
+    # every --set applies: a second --set must not drop the first (argparse's default for nargs="*" would)
+    assert main(["train", "--config", "tiny", "--set", "total_iterations=-1", "--set", "seed=3",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "total_iterations=-1 must be an integer >= 1" in _err(capsys)
     assert main(["train", "--set", "lr"]) == 2
     assert "override 'lr' must look like field=value" in _err(capsys)
     assert not (tmp_path / "r").exists()
