@@ -240,14 +240,48 @@ def make_judges(specs: Any) -> dict[str, Any]:
 
 def apply_judges(rows: list[dict], judges: Mapping[str, Any]) -> None:
     """Score every row's ``reply_raw`` (what the policy wrote, before any filter) with each judge, a reward that
-    was not optimised, into ``row["judges"][label]``; :func:`summarize` then reports them."""
+    was not optimised, into ``row["judges"][label]``; :func:`summarize` then reports them. A judge sees what the
+    env's reward saw: the context and the dialogue's reference reply (``row["reference"]``), so a coherence judge
+    compares with the reference, as the env's coherence does."""
     if not judges or not rows:
         return
     contexts = [r["context"] or [] for r in rows]
     replies = [r["reply_raw"] for r in rows]
+    references = [r.get("reference") for r in rows]
     for label, judge in judges.items():
-        for row, v in zip(rows, judge(contexts, replies)):
+        for row, v in zip(rows, judge(contexts, replies, references=references)):
             row.setdefault("judges", {})[label] = float(v)
+
+
+def paired_gain(rows_before: Sequence[Mapping], rows_after: Sequence[Mapping], judge: str | None = None,
+                component: str | None = None) -> tuple[float, float] | None:
+    """The gain of the reward (or of judge ``judge``, or of the reward's ``component``, ungated) from
+    ``rows_before`` to ``rows_after``, two evaluations of the
+    same dialogues, in standard deviations of the before rows' per-dialogue values, with its 95% confidence
+    half-width from the paired differences::
+
+        gain = (mean(after) - mean(before)) / std(before)
+        ci95 = 1.96 * std(after_i - before_i) / sqrt(n) / std(before)
+
+    None when the rows are not the same dialogues in the same order (then no pairing is possible) or a value is
+    missing, or the before values are all equal."""
+    if not rows_before or len(rows_before) != len(rows_after):
+        return None
+    if any(b.get("dialogue_id") != a.get("dialogue_id") for b, a in zip(rows_before, rows_after)):
+        return None
+    def value(row):
+        return row["judges"][judge] if judge is not None else (
+            row["components"][component] if component is not None else row["reward"])
+
+    try:
+        x = np.asarray([value(r) for r in rows_before], dtype=np.float64)
+        y = np.asarray([value(r) for r in rows_after], dtype=np.float64)
+    except KeyError:
+        return None
+    std = float(x.std())
+    if std == 0.0:  # a constant before (e.g. no unsafe reply): no scale to measure a gain in
+        return None
+    return float((y.mean() - x.mean()) / std), float(1.96 * (y - x).std() / math.sqrt(len(x)) / std)
 
 
 def _judge_stats(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:

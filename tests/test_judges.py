@@ -10,7 +10,7 @@ import pytest
 
 import rewards
 from agents.cli import main
-from agents.evaluator import judge_specs, make_judges, parse_judge
+from agents.evaluator import apply_judges, judge_specs, make_judges, paired_gain, parse_judge
 from agents.ppo.config import PPOConfig
 from agents.ppo.trainer import train
 from rewards.utils import ConfigError
@@ -53,7 +53,8 @@ def test_evaluate_reports_judges_in_the_json_the_rows_and_the_table(tmp_path, ca
     assert set(summary["judges"]) == {"repetition", "seed"} and set(summary["components"]) == {"length"}
     assert summary["judge_specs"] == {"repetition": "repetition", "seed": {"coherence": 1.0, "sentiment": 1.0}}
     contexts, replies = [r["context"] for r in rows], [r["reply_raw"] for r in rows]
-    seed = rewards.make_composite({"coherence": 1.0, "sentiment": 1.0})(contexts, replies)
+    refs = [r["reference"] for r in rows]
+    seed = rewards.make_composite({"coherence": 1.0, "sentiment": 1.0})(contexts, replies, references=refs)
     assert [r["judges"]["seed"] for r in rows] == pytest.approx(list(seed), abs=1e-6)
     j = summary["judges"]["seed"]
     assert j["mean"] == pytest.approx(np.mean(seed), abs=1e-6) and j["std"] == pytest.approx(np.std(seed), abs=1e-6)
@@ -61,11 +62,45 @@ def test_evaluate_reports_judges_in_the_json_the_rows_and_the_table(tmp_path, ca
     assert "| judge/seed (± 95% CI) |" in table and "| judge/repetition (± 95% CI) |" in table
 
 
+def test_a_judge_compares_with_the_reference_reply_like_the_env_reward():
+    # the env's coherence compares a reply with the dialogue's reference; a coherence judge must do the same,
+    # not fall back to the last user turn (which it does when it is given no reference)
+    context = [{"role": "user", "content": "My parcel has not arrived and the tracking page is blank."}]
+    reference = "I am sorry about that. I have resent your order and it will arrive on Friday."
+    rows = [{"context": context, "reference": reference, "reply_raw": reference}]
+    apply_judges(rows, make_judges(["coherence"]))
+    assert rows[0]["judges"]["coherence"] == pytest.approx(1.0, abs=1e-6)
+    assert rewards.make("coherence")([context], [reference])[0] < 0.5  # against the user turn instead
+
+
 def test_a_bad_judge_is_a_one_line_error_before_any_generation(tmp_path, capsys):
     assert main(["evaluate", "--policy", "tiny-random", "--judge", "{oops", "--out", str(tmp_path / "e.json")]) == 2
     err = capsys.readouterr().err
     assert "dialogue-rl: error: --judge '{oops' looks like JSON but does not parse" in err
     assert "Traceback" not in err and not (tmp_path / "e.json").exists()
+
+
+def _read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_paired_gain_is_the_mean_change_in_before_stds_with_a_paired_interval():
+    before = [{"dialogue_id": str(i), "reward": v, "judges": {"j": -v}} for i, v in enumerate([0.0, 1.0, 2.0, 3.0])]
+    after = [{"dialogue_id": str(i), "reward": v + d, "judges": {"j": -v}}
+             for i, (v, d) in enumerate(zip([0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 1.0, 2.0]))]
+    gain, ci = paired_gain(before, after)
+    std = np.std([0.0, 1.0, 2.0, 3.0])
+    assert gain == pytest.approx(1.5 / std) and ci == pytest.approx(1.96 * 0.5 / 2 / std)
+    assert paired_gain(before, after, "j") == pytest.approx((0.0, 0.0))
+    assert paired_gain(before, after[::-1]) is None and paired_gain(before, after[:3]) is None  # not paired
+    assert paired_gain(before, after, "missing") is None
+    assert paired_gain(before, after, "j") is not None and paired_gain(after, after, "j") is not None
+    flat = [{**r, "reward": 1.0} for r in before]
+    assert paired_gain(flat, after) is None  # no spread before: no unit to measure in
+    for rows, k in ((before, 0.0), (after, 1.0)):
+        for r in rows:
+            r["components"] = {"part": float(r["dialogue_id"]) + k}
+    assert paired_gain(before, after, component="part") == pytest.approx((1.0 / std, 0.0))
 
 
 def test_the_trainer_logs_judges_and_shows_them_in_the_report(tmp_path):
@@ -105,3 +140,9 @@ def test_the_rlhf_config_trains_two_iterations_on_the_tiny_model(tmp_path, capsy
     after = json.loads((run / "eval_after.json").read_text())
     assert set(after["components"]) == {"learned", "ethics"} and set(after["judges"]) == set(shipped.judges)
     assert sorted(p.name for p in (run / "checkpoints").glob("iter-*"))[-1] == "iter-000002"
+    rows_before, rows_after = _read_rows(run / "eval_before.jsonl"), _read_rows(run / "eval_after.jsonl")
+    report = (run / "report.md").read_text()
+    gain, learned = paired_gain(rows_before, rows_after), paired_gain(rows_before, rows_after, component="learned")
+    assert f"reward gain: {gain[0]:+.2f} ± {gain[1]:.2f} (95% CI, paired over the 4 dialogues)" in report
+    assert (f"each part of the reward (ungated, in standard deviations of its untrained value): learned "
+            f"{learned[0]:+.2f} ± {learned[1]:.2f}") in report

@@ -26,7 +26,15 @@ import torch
 import dialogue_env  # noqa: F401  (registers the envs)
 from agents.collect import Rollout, collect
 from agents.evaluate import format_table, write_outputs
-from agents.evaluator import apply_ethics, apply_judges, env_ethics, evaluate_actor, make_judges, summarize
+from agents.evaluator import (
+    apply_ethics,
+    apply_judges,
+    env_ethics,
+    evaluate_actor,
+    make_judges,
+    paired_gain,
+    summarize,
+)
 from agents.ppo import distributed as ddp
 from agents.ppo import functional as ppo_f
 from agents.ppo.checkpoint import (
@@ -504,11 +512,22 @@ def _report(cfg: PPOConfig, summaries: dict, rows_before: list, rows_after: list
         gain = (after["reward"] - before["reward"]) / max(before["reward_std"], 1e-9)
         ppl = after["perplexity"] / before["perplexity"] - 1
         d2 = after["distinct_2"] / max(before["distinct_2"], 1e-9)
-        lines += ["", f"reward gain: {gain:+.2f} standard deviations of the untrained policy's per-dialogue reward; "
-                      f"perplexity under the reference {100 * ppl:+.1f}%; distinct-2 ratio {d2:.2f}"]
-        lines += [f"judge {k} (not optimised): {(after['judges'][k]['mean'] - j['mean']) / max(j['std'], 1e-9):+.2f} "
-                  "standard deviations of the untrained policy's" for k, j in before.get("judges", {}).items()
-                  if k in after.get("judges", {})]
+        paired = paired_gain(rows_before, rows_after)
+        ci = f" ± {paired[1]:.2f} (95% CI, paired over the {len(rows_after)} dialogues)" if paired else ""
+        lines += ["", f"reward gain: {gain:+.2f}{ci} standard deviations of the untrained policy's per-dialogue "
+                      f"reward; perplexity under the reference {100 * ppl:+.1f}%; distinct-2 ratio {d2:.2f}"]
+        parts = [(k, paired_gain(rows_before, rows_after, component=k)) for k in before.get("components", {})]
+        parts = [f"{k} {g[0]:+.2f} ± {g[1]:.2f}" for k, g in parts if g is not None]
+        if parts and len(before.get("components", {})) > 1:
+            lines.append("each part of the reward (ungated, in standard deviations of its untrained value): "
+                         + ", ".join(parts))
+        for k, j in before.get("judges", {}).items():
+            if k in after.get("judges", {}):
+                paired = paired_gain(rows_before, rows_after, k)
+                ci = f" ± {paired[1]:.2f}" if paired else ""
+                jgain = (after["judges"][k]["mean"] - j["mean"]) / max(j["std"], 1e-9)
+                lines.append(f"judge {k} (not optimised): {jgain:+.2f}{ci} standard deviations of the untrained "
+                             "policy's")
     lines += ["", "## Example replies", ""]
     for i in range(min(cfg.examples, len(rows_after))):
         ctx = rows_after[i]["context"][-1]["content"]
