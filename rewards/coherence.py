@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,30 @@ import numpy as np
 from .base import Context, check_references, last_turn
 from .textmetrics import rouge_l_f1, rouge_l_f1_chars, sentence_bleu, sentence_bleu_zh
 
-__all__ = ["CoherenceReward"]
+__all__ = ["CoherenceReward", "brevity_penalty", "ends_sentence"]
+
+SENTENCE_END = ".!?\u2026\u3002\uff01\uff1f"  # . ! ? ... and the full-width 。！？
+_CLOSERS = "\"')]}*\u201d\u2019\u300d\u300f\uff09"  # quotes, brackets, markdown emphasis after the full stop
+
+
+def _length(text: str, language: str) -> int:
+    return len("".join(text.split())) if language == "zh" else len(text.split())
+
+
+def brevity_penalty(reply: str, target: str, language: str = "en") -> float:
+    """BLEU's brevity penalty of ``reply`` against ``target``: 1 when the reply is at least as long, else
+    ``exp(1 - len(target) / len(reply))`` (0 for an empty reply); lengths in words, in characters for ``"zh"``."""
+    n, m = _length(reply, language), _length(target, language)
+    if n >= m:
+        return 1.0
+    return 0.0 if n == 0 else float(math.exp(1.0 - m / n))
+
+
+def ends_sentence(text: str) -> bool:
+    """Does ``text`` end a sentence: its last character, after trailing spaces and closing quotes/brackets, one of
+    ``. ! ? …`` or the full-width ``。！？``. A reply cut off at the token limit ("... you can choose to return
+    your") does not; "Thanks!" and "It ships on Friday (by courier)." do."""
+    return text.rstrip().rstrip(_CLOSERS).rstrip()[-1:] in tuple(SENTENCE_END)
 
 
 class CoherenceReward:
@@ -19,7 +43,14 @@ class CoherenceReward:
     Target ``t_i``: the dataset's reference reply ``references[i]`` when given (not None / not empty), else
     the last user turn of ``contexts[i]`` (else the last non-system turn); no target -> 0.0.
 
-    ``method="lexical"`` (default)::
+    Defaults: in English (``language="en"``) the embedding similarity, with no credit for an unfinished reply and
+    the brevity penalty (``method="embedding", unfinished=0, brevity=True``): the seed's coherence that, optimised,
+    also raises what a preference reward model prefers (measured: README, "Reward hacking"); in Chinese the
+    character-level lexical score without either factor (``method="lexical", unfinished=1, brevity=False``;
+    measured in rewards/README.md, "Chinese"). Before 2026-11-30 the English default was
+    ``method="lexical", unfinished=1, brevity=False``; pass those to score as then.
+
+    ``method="lexical"``::
 
         r = w * BLEU(reply, t) / 100 + (1 - w) * ROUGE-L_F1(reply, t),   w = bleu_weight = 0.5
 
@@ -36,6 +67,13 @@ class CoherenceReward:
     ``method="embedding"``: ``r = max(0, cos(e(reply), e(t)))`` with all-MiniLM-L6-v2 unit embeddings,
     in [0, 1], on ``device``.
 
+    Two factors for what a similarity misses: ``unfinished=u`` multiplies the score of a
+    reply that does not end a sentence (:func:`ends_sentence`: cut off at the token limit) by ``u`` (0 = no credit
+    for it); ``brevity=True`` multiplies every score by BLEU's brevity penalty against the target
+    (:func:`brevity_penalty`), so a short generic reply cannot score like a full answer. Why: on the untrained
+    policy's own samples a preference reward model scores cut-off replies much lower, and PPO on the embedding
+    similarity with ``unfinished=0`` alone learned to write short generic replies (README, "Reward hacking").
+
     Example::
 
         >>> c = CoherenceReward()
@@ -50,8 +88,16 @@ class CoherenceReward:
     kind = "additive"
     bounds = (0.0, 1.0)
 
-    def __init__(self, method: str = "lexical", bleu_weight: float = 0.5, impl: str = "fast",
-                 device: Any = None, model_path: str | None = None, batch_size: int = 128, language: str = "en"):
+    def __init__(self, method: str | None = None, bleu_weight: float = 0.5, impl: str = "fast",
+                 device: Any = None, model_path: str | None = None, batch_size: int = 128, language: str = "en",
+                 unfinished: float | None = None, brevity: bool | None = None):
+        english = language == "en"
+        if method is None:
+            method = "embedding" if english else "lexical"
+        if unfinished is None:
+            unfinished = 0.0 if english else 1.0
+        if brevity is None:
+            brevity = english
         if method not in ("lexical", "embedding"):
             raise ValueError(f"coherence: method must be 'lexical' or 'embedding', got {method!r}")
         if impl not in ("fast", "reference"):
@@ -60,6 +106,13 @@ class CoherenceReward:
             raise ValueError(f"coherence: bleu_weight must be in [0, 1], got {bleu_weight}")
         if language not in ("en", "zh"):
             raise ValueError(f"coherence: language must be 'en' or 'zh', got {language!r}")
+        if isinstance(unfinished, bool) or not isinstance(unfinished, (int, float)) or not 0.0 <= unfinished <= 1.0:
+            raise ValueError(f"coherence: unfinished must be a number in [0, 1] (the factor for a reply cut off "
+                             f"mid-sentence; 1 = no penalty), got {unfinished!r}")
+        self.unfinished = float(unfinished)
+        if not isinstance(brevity, bool):
+            raise ValueError(f"coherence: brevity must be true or false, got {brevity!r}")
+        self.brevity = brevity
         self.language = language
         self.method = method
         self.bleu_weight = float(bleu_weight)
@@ -92,7 +145,7 @@ class CoherenceReward:
             raise ValueError(f"coherence: {len(contexts)} contexts for {len(responses)} responses")
         targets = self.targets(contexts, references)
         if self.method == "embedding":
-            return self._embedding(responses, targets)
+            return self._finished(responses, targets, self._embedding(responses, targets))
         w = self.bleu_weight
         if self.language == "zh":
             bleu, rouge = sentence_bleu_zh, rouge_l_f1_chars
@@ -108,6 +161,18 @@ class CoherenceReward:
             b = bleu(reply, target) / 100.0 if w > 0 else 0.0
             r = rouge(reply, target) if w < 1 else 0.0
             out.append(min(1.0, max(0.0, w * b + (1.0 - w) * r)))
+        return self._finished(responses, targets, out)
+
+    def _finished(self, responses: Sequence[str], targets: Sequence[str | None], values: list[float]) -> list[float]:
+        """``values`` with each reply that does not end a sentence (:func:`ends_sentence`) scaled by ``unfinished``,
+        and, with ``brevity``, each by :func:`brevity_penalty` against its target."""
+        out = []
+        for reply, target, v in zip(responses, targets, values):
+            if self.unfinished != 1.0 and not ends_sentence(reply):
+                v *= self.unfinished
+            if self.brevity and target:
+                v *= brevity_penalty(reply, target, self.language)
+            out.append(v)
         return out
 
     def _reference_metrics(self):
@@ -142,4 +207,7 @@ class CoherenceReward:
 
     def __repr__(self) -> str:
         lang = f", language={self.language!r}" if self.language != "en" else ""
-        return f"CoherenceReward(method={self.method!r}, bleu_weight={self.bleu_weight}, impl={self.impl!r}{lang})"
+        unf = f", unfinished={self.unfinished}" if self.unfinished != 1.0 else ""
+        unf += ", brevity=True" if self.brevity else ""
+        return (f"CoherenceReward(method={self.method!r}, bleu_weight={self.bleu_weight}, impl={self.impl!r}{lang}"
+                f"{unf})")

@@ -121,7 +121,12 @@ def label_value(label: str, num_labels: int) -> float:
 class SentimentReward:
     """Sentiment of the reply (the context is not used).
 
-    Default (``model=None``): VADER's compound score, computed offline from its lexicon and rules::
+    Defaults: VADER without the service vocabulary, saturated at 0.1 (``lexicon="service", cap=0.1``): the seed's
+    sentiment that, optimised, no longer pays for sounding ever more cheerful (measured: README, "Reward
+    hacking"). Before 2026-11-30 the default was the stock VADER score (``lexicon="vader", cap=None``); pass those
+    to score as then.
+
+    ``model=None``: VADER's compound score, computed offline from its lexicon and rules::
 
         r = compound(reply) = s / sqrt(s^2 + 15),  s = sum of rule-adjusted word valences   in [-1, 1]
 
@@ -157,7 +162,7 @@ class SentimentReward:
 
     def __init__(self, model: str | None = None, device: Any = None, scale: str = "signed",
                  label_map: Mapping[str, float] | None = None, batch_size: int = 64, language: str = "en",
-                 lexicon: str = "vader", cap: float | None = None):
+                 lexicon: str = "service", cap: float | None = 0.1):
         if scale not in ("signed", "unit"):
             raise ValueError(f"sentiment: scale must be 'signed' or 'unit', got {scale!r}")
         if language not in ("en", "zh"):

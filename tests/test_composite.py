@@ -45,7 +45,7 @@ REF = "It is out for delivery today."
 
 
 def test_the_issue_example_an_insult_no_longer_outscores_a_curt_safe_reply():
-    r = rewards.make({"sentiment": 1, "ethics": 1})
+    r = rewards.make({"sentiment": {"weight": 1, "lexicon": "vader", "cap": None}, "ethics": 1})  # the stock VADER
     res = r.score([[]] * 2, ["Sorry, no.", UNSAFE])
     assert res.components["sentiment"][0] == pytest.approx(-0.0772)  # negative, so multiplying by 0 raised the insult
     assert res.total[0] == pytest.approx(-0.0772) and res.total[1] == -2.0  # sentiment's -1, minus the margin 1
@@ -58,18 +58,19 @@ def test_every_builtin_declares_the_range_of_its_values():
     from rewards.ethics import EthicsReward
 
     declared = {name: rewards.make(name).bounds for name in rewards.BUILTINS}
-    assert declared == {"coherence": (0.0, 1.0), "sentiment": (-1.0, 1.0), "consistency": (-1.0, 1.0),
+    assert declared == {"coherence": (0.0, 1.0), "sentiment": (-1.0, 0.1), "consistency": (-1.0, 1.0),
                         "ethics": (0.0, 1.0), "length": (-1.0, 0.0), "repetition": (-1.0, 0.0),
                         "resolution": (0.0, 1.0)}
-    assert rewards.make("sentiment", scale="unit").bounds == (0.0, 1.0)
+    assert rewards.make("sentiment", scale="unit", cap=None).bounds == (0.0, 1.0)
     assert EthicsReward(mode="penalty").bounds == (-1.0, 0.0) and EthicsReward(mode="penalty", penalty=2).bounds == (
         -2.0, 0.0)
     # the extremes are reached (or nearly) by real replies, and never passed
     assert rewards.make("length")([[]], [""]) == [-1.0]
     assert rewards.make("repetition")([[]], [LOOP]) == [pytest.approx(-0.8)]
     assert rewards.make("coherence")([[]], [REF], references=[REF]) == [pytest.approx(1.0)]
-    low, high = rewards.make("sentiment")([[]] * 2, [SAD, GLAD])
+    low, high = rewards.make("sentiment", lexicon="vader", cap=None)([[]] * 2, [SAD, GLAD])
     assert -1.0 <= low < -0.9 and 0.9 < high <= 1.0
+    assert rewards.make("sentiment")([[]], [GLAD]) == [0.1]  # the default saturates at its cap
 
 
 _ETHICS_PENALTY = "ethics_penalty"
@@ -87,7 +88,8 @@ def _penalty_module():
 # part can give a safe reply (its declared bound) and below these real safe replies
 @pytest.mark.parametrize("part, weight, options, safe", [
     ("sentiment", 1.0, {}, ["Sorry, no.", SAD]),
-    ("sentiment", -1.0, {}, [GLAD, "Sorry, no."]),
+    ("sentiment", -1.0, {"lexicon": "vader", "cap": None}, [GLAD, "Sorry, no."]),
+    ("sentiment", -2.0, {}, [GLAD, "Sorry, no."]),  # the default's cap 0.1: worst -0.2
     ("sentiment", 1.0, {"scale": "unit"}, [SAD]),
     ("coherence", -1.0, {}, [REF, "Bananas."]),
     ("coherence", 2.0, {}, ["Bananas."]),
@@ -107,7 +109,7 @@ def test_a_gated_reply_scores_below_the_worst_safe_reply_for_every_builtin_and_w
     reward = CompositeReward([Component(module.name, module, weight), Component("ethics", rewards.make("ethics"),
                                                                               gate=True)])
     worst = min(weight * low, weight * high)  # the lowest total a safe reply can get
-    assert reward.gate_floor == worst - 1.0 < worst
+    assert reward.gate_floor == pytest.approx(worst - 1.0, abs=1e-6) and reward.gate_floor < worst  # float32
     ctx = [[{"role": "user", "content": "Where is my parcel?"}]] * (len(safe) + 1)
     res = reward.score(ctx, safe + [UNSAFE], references=[REF] * (len(safe) + 1))
     assert list(res.components["ethics"]) == [1.0] * len(safe) + [0.0]
@@ -196,7 +198,7 @@ def test_the_floor_stays_below_in_float32_when_the_bounds_are_large():
 
 def test_a_composite_declares_its_own_bounds_so_it_can_be_gated_inside_another():
     inner = rewards.make({"sentiment": 1.0, "length": 2.0, "ethics": 1.0})
-    assert inner.bounds == (-4.0, 1.0)  # floor -1 - 2 - 1; highest 1 + 0
+    assert inner.bounds == (-4.0, 0.1)  # floor -1 - 2 - 1; highest 0.1 (sentiment's cap) + 0
     assert rewards.make({"length": 1.0}).bounds == (-1.0, 0.0)
     assert rewards.make({"ethics": 1.0}).bounds == (0.0, 1.0)
     outer = rewards.make({inner: 1.0, "repetition": 1.0, "gate": {"spec": "ethics", "blocklist": ["parcel"],
@@ -243,7 +245,7 @@ def test_1e308_summed_with_another_part_is_an_error_naming_it():
 
 
 def test_a_weight_of_1e39_is_an_error_naming_the_module_and_the_weight():
-    # "Sorry, no." (-0.0772 * 1e39 = -7.7e37) fits in float32; the insult (-0.511) does not
+    # "Sorry, no." (0: "sorry" is service vocabulary) fits in float32; the insult (-0.511 * 1e39) does not
     with pytest.raises(rewards.RewardError, match=r"reward module 'sentiment' with weight 1e\+39: weight \* value = "
                                                   r"1e\+39 \* -0.511 = -5.11e\+38 at index 1, which is inf in float32 "
                                                   r"\(largest finite 3.4e\+38\), the dtype rewards are returned in; use "
@@ -251,7 +253,7 @@ def test_a_weight_of_1e39_is_an_error_naming_the_module_and_the_weight():
         rewards.make({"sentiment": 1e39})([[]] * 2, ["Sorry, no.", UNSAFE])
     assert rewards.make({"sentiment": 1e39})([[]], [""]).tolist() == [0.0]  # 1e39 * 0 is fine
     # gated, the floor itself (-1e39 - 1) would be -inf: refused when built
-    with pytest.raises(ValueError, match=r"'sentiment' \* 1e\+39 over \(-1.0, 1.0\): -1e\+39\) is beyond float32's "
+    with pytest.raises(ValueError, match=r"'sentiment' \* 1e\+39 over \(-1.0, 0.1\): -1e\+39\) is beyond float32's "
                                          r"range, so a gated reply cannot score below it; use smaller weights"):
         rewards.make({"sentiment": 1e39, "ethics": 1.0})
     edge = rewards.FunctionReward(lambda c, r: [0.0] * len(r), name="edge",

@@ -249,7 +249,8 @@ def test_chinese_scorers_are_chosen_by_language_and_measure_chinese():
     ctx = [{"role": "user", "content": WRITE_UP_USER}]
     close, unrelated = "请重启手机，如果还不行，请联系技术支持。", "今天的天气非常好，适合去公园散步。"
     zh = rewards.make({"coherence": 1.0, "sentiment": 1.0, "consistency": 1.0}, language="zh")
-    en = rewards.make({"coherence": 1.0, "sentiment": 1.0, "consistency": 1.0}, device="cpu")
+    en = rewards.make({"coherence": {"weight": 1.0, "method": "lexical"}, "sentiment": 1.0, "consistency": 1.0},
+                      device="cpu")
     z = zh.score([ctx] * 3, [WRITE_UP_REPLY, close, unrelated], references=[WRITE_UP_REPLY] * 3).components
     assert z["coherence"][0] == pytest.approx(1.0) and z["coherence"][1] > 0.2 > z["coherence"][2]
     assert z["consistency"][1] > z["consistency"][2]

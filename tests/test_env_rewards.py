@@ -53,7 +53,7 @@ def test_ethics_gate_puts_an_unsafe_reply_below_every_safe_one_and_says_why():
     assert gate["value"] == 0.0 and gate["total"] == -2.0 and gate["floor"] == -2.0
     assert gate["reason"] == "ethics: blocklist: 'idiot'" == "ethics: " + info["reward_details"]["ethics"]
     assert gate["ungated"] == pytest.approx(info["reward_components"]["sentiment"], abs=1e-6)
-    safe, safe_info = _reply(env, "Sorry, no.")
+    safe, safe_info = _reply(env, "No, that is awful.")
     assert safe_info["reward_components"]["sentiment"] < 0 and r < safe and "gate" not in safe_info["reward_details"]
 
 

@@ -14,6 +14,11 @@ import pytest
 import rewards
 from rewards import RewardError
 
+# the scorers as the seed's reward used them before 2026-11-30: the lexical coherence and the stock VADER (their values
+# are what these tests pin; the current defaults are tested in tests/test_seed_scorers.py)
+LEXICAL = {"method": "lexical", "unfinished": 1.0, "brevity": False}
+STOCK_VADER = {"lexicon": "vader", "cap": None}
+
 WIFI = [{"role": "user", "content": "My router keeps dropping the wifi connection every evening."}]
 PARCEL = [{"role": "system", "content": "You are a helpful customer-service agent."},
           {"role": "user", "content": "Where is my parcel? It was due yesterday."}]
@@ -40,7 +45,7 @@ def minilm():
     (WIFI, "Bananas", "Please restart the router.", 0.0),  # no common token at all
 ])
 def test_coherence_expected_values(context, reply, reference, expected):
-    c = rewards.make("coherence")
+    c = rewards.make("coherence", **LEXICAL)
     assert c([context], [reply], references=[reference]) == [pytest.approx(expected, abs=1e-12)]
 
 
@@ -48,7 +53,7 @@ def test_coherence_matches_the_reference_libraries_and_falls_back_to_the_previou
     import sacrebleu
     from rouge_score import rouge_scorer
 
-    c = rewards.make("coherence")
+    c = rewards.make("coherence", **LEXICAL)
     reply = "Your parcel was due yesterday; it is now out for delivery."
     ref = "Sorry, your parcel is delayed and now due tomorrow."
     rouge = rouge_scorer.RougeScorer(["rougeL"]).score(ref, reply)["rougeL"].fmeasure
@@ -60,7 +65,7 @@ def test_coherence_matches_the_reference_libraries_and_falls_back_to_the_previou
     rouge_prev = rouge_scorer.RougeScorer(["rougeL"]).score(prev, reply)["rougeL"].fmeasure
     assert on == pytest.approx(0.5 * sacrebleu.sentence_bleu(reply, [prev]).score / 100 + 0.5 * rouge_prev)
     assert on > off >= 0.0
-    assert rewards.CoherenceReward(bleu_weight=1.0)([PARCEL], [reply], references=[ref])[0] == pytest.approx(
+    assert rewards.CoherenceReward(bleu_weight=1.0, **LEXICAL)([PARCEL], [reply], references=[ref])[0] == pytest.approx(
         sacrebleu.sentence_bleu(reply, [ref]).score / 100)
 
 
@@ -89,11 +94,11 @@ def test_sentiment_values_and_unit_scale():
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     vader = SentimentIntensityAnalyzer()
-    s = rewards.make("sentiment")
+    s = rewards.make("sentiment", **STOCK_VADER)
     texts = [POLITE, RUDE, "Your order ships on Tuesday.", ""]
     assert s([[]] * 4, texts) == [vader.polarity_scores(t)["compound"] for t in texts]
     assert s([[]], [""]) == [0.0]
-    unit = rewards.SentimentReward(scale="unit")([[]] * 2, [POLITE, RUDE])
+    unit = rewards.SentimentReward(scale="unit", **STOCK_VADER)([[]] * 2, [POLITE, RUDE])
     assert unit == [pytest.approx((v + 1) / 2) for v in s([[]] * 2, [POLITE, RUDE])]
 
 
