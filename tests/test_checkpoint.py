@@ -147,12 +147,14 @@ def test_resume_refuses_fields_that_change_the_run_and_lists_them(run):
 def test_resume_accepts_harmless_changes_and_continues_from_the_saved_iteration(run):
     logs = []
     result = train(_cfg(total_iterations=3, checkpoint_every=3, eval_every=5, eval_batch_size=2, logger="tensorboard",
-                        examples=1, time_limit_s=3600.0, extra={"note": "resumed"}), run, resume=True,
+                        examples=1, time_limit_s=3600.0, extra={"note": "resumed"}, judges=["repetition"]), run,
+                   resume=True,
                    progress_bar=False, log=logs.append)
     assert result["progress"]["iteration"] == 3 and len(result["history"]) == 1
     assert any("resumed from" in line and "iter-000002" in line for line in logs)
     assert any("total_iterations: 2 -> 3" in line and "logger: 'none' -> 'tensorboard'" in line for line in logs)
     assert json.loads((run / "config.json").read_text())["total_iterations"] == 3
+    assert json.loads((run / "config.json").read_text())["judges"] == ["repetition"]  # judges never touch training
     assert {"total_iterations", "time_limit_s", "logger", "checkpoint_every"} <= RESUME_CHANGEABLE
     assert RESUME_CHANGEABLE <= set(PPOConfig().to_dict())  # every allowed name is a field
 

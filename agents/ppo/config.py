@@ -20,7 +20,7 @@ __all__ = ["RESUME_CHANGEABLE", "PPOConfig", "parse_overrides"]
 
 RESUME_CHANGEABLE = frozenset({
     "total_iterations", "time_limit_s", "device", "eval_every", "eval_split", "eval_batch_size", "checkpoint_every",
-    "logger", "wandb_project", "examples", "extra", "decode",
+    "logger", "wandb_project", "examples", "extra", "decode", "judges",
 })
 """PPOConfig fields a ``--resume`` may change; any other changed field is refused."""
 
@@ -172,7 +172,8 @@ class PPOConfig(ConfigBase):
     judges: Any = None
     """Rewards that score every evaluation's replies without being optimised, to see reward hacking: a list of
     reward specs (``[{learned: {path: runs/rm}}, coherence]``, labelled by their name) or ``{label: spec}``; logged
-    as eval/judge/<label> and shown in report.md's before/after table (agents.evaluator.make_judges)."""
+    as eval/judge/<label> and shown in report.md's before/after table (agents.evaluator.make_judges). They never
+    touch training, so they may change on --resume."""
     extra: dict = field(default_factory=dict)
     """Free-form notes stored with the run. May change on --resume."""
 
