@@ -256,9 +256,8 @@ def apply_judges(rows: list[dict], judges: Mapping[str, Any]) -> None:
 def paired_gain(rows_before: Sequence[Mapping], rows_after: Sequence[Mapping], judge: str | None = None,
                 component: str | None = None) -> tuple[float, float] | None:
     """The gain of the reward (or of judge ``judge``, or of the reward's ``component``, ungated) from
-    ``rows_before`` to ``rows_after``, two evaluations of the
-    same dialogues, in standard deviations of the before rows' per-dialogue values, with its 95% confidence
-    half-width from the paired differences::
+    ``rows_before`` to ``rows_after``, two evaluations of the same dialogues, in standard deviations of the before
+    rows' per-dialogue values, with its 95% confidence half-width from the paired differences::
 
         gain = (mean(after) - mean(before)) / std(before)
         ci95 = 1.96 * std(after_i - before_i) / sqrt(n) / std(before)
@@ -269,6 +268,7 @@ def paired_gain(rows_before: Sequence[Mapping], rows_after: Sequence[Mapping], j
         return None
     if any(b.get("dialogue_id") != a.get("dialogue_id") for b, a in zip(rows_before, rows_after)):
         return None
+
     def value(row):
         return row["judges"][judge] if judge is not None else (
             row["components"][component] if component is not None else row["reward"])

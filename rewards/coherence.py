@@ -82,6 +82,8 @@ class CoherenceReward:
         [1.0]
         >>> c([ctx], ["Your parcel is out for delivery."])[0] > c([ctx], ["Nice weather."])[0]
         True
+        >>> c([ctx], ["It is out for"], references=["It is out for delivery today."])  # cut off mid-sentence
+        [0.0]
     """
 
     name = "coherence"
