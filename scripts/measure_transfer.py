@@ -1,6 +1,6 @@
 """Does optimising a reward raise a judge reward? Best-of-n on the policy's own samples, per candidate reward.
 
-    python scripts/measure_transfer.py --out runs/transfer                       # sample + score (~10 min, 2 cores)
+    python scripts/measure_transfer.py --out runs/transfer                       # sample + score (~15 min, 2 cores)
     python scripts/measure_transfer.py --out runs/transfer --rescore             # reuse the samples, score new parts
 
 The policy (default SmolLM2-135M-Instruct, untrained) writes ``--samples`` replies to every dialogue of ``--split``
