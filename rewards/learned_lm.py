@@ -211,10 +211,11 @@ class LMBackbone(nn.Module):
         """The state at each row's last real token: ``(B, T, H) -> (B, H)`` (right padding)."""
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), mask.sum(1) - 1]
 
-    def forward(self, ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        """Last-token final hidden states ``(B, H)`` through the whole decoder (gradients reach the top layers)."""
+    def forward(self, ids: Sequence[Sequence[int]], decoder: nn.Module | None = None) -> torch.Tensor:
+        """Last-token final hidden states ``(B, H)`` through the whole decoder (gradients reach the top layers);
+        ``decoder``: another copy of it to run instead (e.g. in bfloat16)."""
         x, mask = self._pad(ids)
-        hidden = self.decoder(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, H)
+        hidden = (decoder or self.decoder)(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, H)
         return self._last(hidden, mask)
 
     @torch.no_grad()
@@ -259,6 +260,7 @@ class LMRewardModel(SavedWeights, nn.Module):
             raise RewardModelError(f"LM backbone {config.backbone!r} has hidden size {self.backbone.hidden_size}, "
                                    f"the config says {config.embedding_dim}")
         self.head = make_head(config.head_sizes, config.dropout)
+        self._low: list[nn.Module] = []  # the bfloat16 copy of the decoder for autocast (_inference_decoder)
         nn.init.zeros_(self.head[-1].weight)  # every reply scores 0 at the start: no preference before training
         nn.init.zeros_(self.head[-1].bias)
 
@@ -275,6 +277,16 @@ class LMRewardModel(SavedWeights, nn.Module):
     def _tuned_module(self) -> nn.Module:
         return self.backbone.decoder
 
+    def _inference_decoder(self) -> nn.Module:
+        """The backbone's decoder, or under bfloat16 autocast on its device (the trainer's ``dtype: autocast``) a
+        bfloat16 copy of it, made once: autocast would re-cast every float32 weight at every call."""
+        device = next(self.backbone.parameters()).device.type
+        if not (torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16):
+            return self.backbone.decoder
+        if not self._low:  # a list, not a submodule: never saved, never trained
+            self._low.append(copy.deepcopy(self.backbone.decoder).to(torch.bfloat16))
+        return self._low[0]
+
     @torch.no_grad()
     def score(self, contexts: Sequence[Context | str], responses: Sequence[str], normalize: bool = True,
               batch_size: int = 16) -> np.ndarray:
@@ -288,9 +300,10 @@ class LMRewardModel(SavedWeights, nn.Module):
         ids = self.backbone.encode(self.texts(contexts, responses))
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.empty(len(ids))
+        decoder = self._inference_decoder()
         for s in range(0, len(order), batch_size):
             idx = order[s:s + batch_size]
-            out[idx] = self(self.backbone([ids[i] for i in idx])).double().cpu().numpy()
+            out[idx] = self(self.backbone([ids[i] for i in idx], decoder).float()).double().cpu().numpy()
         if normalize:
             out = (out - self.config.score_mean) / max(self.config.score_std, 1e-8)
         return out

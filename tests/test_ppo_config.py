@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ("gae_lambda", -0.1, r"gae_lambda=-0\.1 must be in \[0, 1\]"),
     ("target_kl", 0, r"target_kl=0 must be a number > 0, or null"),
     ("time_limit_s", -5, r"time_limit_s=-5 must be a number > 0"),
-    ("dtype", "float8", r"dtype='float8': use auto, float32 or bfloat16"),
+    ("dtype", "float8", r"dtype='float8': use auto, autocast, float32 or bfloat16"),
     ("eval_split", "dev", r"eval_split='dev': use train, validation or test"),
     ("final_split", "dev", r"final_split='dev'"),
 ])
@@ -49,6 +49,12 @@ def test_every_shipped_config_still_validates(preset):
     from agents.compare import CompareConfig
 
     (CompareConfig if preset.startswith("compare") else PPOConfig).from_yaml(ROOT / "configs" / preset)
+
+
+@pytest.mark.parametrize("other, named", [({"lora_r": 4}, "lora_r > 0"), ({"fsdp": True}, "fsdp: true")])
+def test_autocast_refuses_what_it_does_not_support(other, named):
+    with pytest.raises(ConfigError, match=f"dtype=autocast with {named} is not supported .*; use dtype auto"):
+        PPOConfig.from_dict({"dtype": "autocast", **other})
 
 
 def test_sensible_edge_values_pass():

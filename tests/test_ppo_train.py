@@ -188,7 +188,46 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert latest_checkpoint(out).name == f"iter-{iteration + 1:06d}"
 
 
-def _learning_run(tmp_path, monkeypatch=None, broken=False):
+def test_autocast_keeps_frozen_weights_in_bf16_trains_the_top_and_saves_float32(tmp_path):
+    base, _ = load_policy("tiny-random")
+    policy = PolicyWithValue(load_policy("tiny-random")[0], num_layers_unfrozen=1)
+    policy.store_frozen_in(torch.bfloat16)
+    dtypes = {n: p.dtype for n, p in policy.named_parameters()}
+    assert {dtypes[n] for n, p in policy.named_parameters() if p.requires_grad} == {torch.float32}
+    assert {dtypes[n] for n, p in policy.named_parameters() if not p.requires_grad} == {torch.bfloat16}
+    ids = torch.tensor([[5, 9, 17, 33, 2], [7, 7, 40, 41, 42]])
+    mask = torch.ones_like(ids)
+    reference = PolicyWithValue(base, num_layers_unfrozen=1)  # float32 throughout
+    with torch.no_grad():
+        exact, _ = reference.policy_head(reference.trunk(ids, mask), mask)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low, _ = policy.policy_head(policy.trunk(ids, mask), mask)
+    assert (low.float().argmax(-1) == exact.argmax(-1)).float().mean() > 0.9
+    torch.testing.assert_close(low.float(), exact, rtol=0, atol=0.1)
+
+    result = train(_cfg(total_iterations=1, dtype="autocast"), tmp_path, progress_bar=False, log=lambda *a: None)
+    from safetensors.torch import load_file
+
+    saved = load_file(str(Path(result["checkpoint"]) / "model.safetensors"))
+    assert {v.dtype for v in saved.values()} == {torch.float32}
+    trained, _ = load_policy(result["checkpoint"])
+    top = base.config.num_hidden_layers - 1
+    assert torch.equal(trained.model.layers[0].self_attn.q_proj.weight,  # frozen: its bfloat16 value
+                       base.model.layers[0].self_attn.q_proj.weight.to(torch.bfloat16).float())
+    assert not torch.equal(trained.model.layers[top].self_attn.q_proj.weight,
+                           base.model.layers[top].self_attn.q_proj.weight)  # trained
+
+
+def test_under_autocast_each_minibatch_sees_the_weights_of_the_previous_step(tmp_path):
+    """Autocast caches its bfloat16 copy of a trained float32 weight until the autocast block ends; an update loop
+    inside one block would compute every minibatch with the weights of the rollout (ratio 1, approx_kl 0: PPO's
+    clipping blind). Each minibatch runs in a block of its own."""
+    history = train(_cfg(total_iterations=1, dtype="autocast", update_epochs=2, learning_rate=1e-2,
+                         checkpoint_every=0), tmp_path, progress_bar=False, log=lambda *a: None)["history"]
+    assert history[0]["losses/approx_kl"] > 1e-4, history[0]
+
+
+def _learning_run(tmp_path, monkeypatch=None, broken=False, dtype="auto"):
     if broken:  # a PPO that climbs the wrong way: negated advantages
         real_gae = ppo_f.gae
 
@@ -198,13 +237,14 @@ def _learning_run(tmp_path, monkeypatch=None, broken=False):
 
         monkeypatch.setattr(ppo_f, "gae", negated)
     cfg = _cfg(num_envs=16, total_iterations=12, update_epochs=4, learning_rate=1e-2, num_layers_unfrozen=-1,
-               train_lm_head=True, kl_coef=0.0, checkpoint_every=0)
+               train_lm_head=True, kl_coef=0.0, checkpoint_every=0, dtype=dtype)
     history = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)["history"]
     return [h["rewards/total"] for h in history]
 
 
-def test_ppo_learns_to_emit_the_rewarded_tokens(tmp_path):
-    curve = _learning_run(tmp_path)
+@pytest.mark.parametrize("dtype", ["auto", "autocast"])
+def test_ppo_learns_to_emit_the_rewarded_tokens(tmp_path, dtype):
+    curve = _learning_run(tmp_path, dtype=dtype)
     assert curve[0] < 0.25  # random tokens: ~26 of 259 are lowercase letters
     assert sum(curve[-3:]) / 3 > 0.6, curve
 

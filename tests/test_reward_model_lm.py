@@ -106,6 +106,24 @@ def test_save_then_load_gives_identical_scores_and_the_learned_reward(trained):
     assert np.allclose(comp(contexts, replies), expected, atol=1e-5)
 
 
+def test_under_bf16_autocast_a_bf16_copy_scores_and_nothing_saved_changes(trained):
+    """The trainer's dtype autocast: the reward model scores with a bfloat16 copy of its decoder (made once), close
+    to the float32 scores; the model itself, and what it saves, stay float32."""
+    model, _, _ = trained
+    contexts, replies = [p.context for p in TEST], [p.chosen for p in TEST]
+    exact = model.score(contexts, replies, normalize=False)
+    saved = model.state_for_saving()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = model.score(contexts, replies, normalize=False)
+        again = model.score(contexts, replies, normalize=False)
+    assert len(model._low) == 1 and next(model._low[0].parameters()).dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert np.array_equal(low, again) and not np.array_equal(low, exact)
+    assert np.allclose(low, exact, atol=0.05 * np.abs(exact).max() + 1e-3)
+    assert saved.keys() == model.state_for_saving().keys()
+    assert np.array_equal(model.score(contexts, replies, normalize=False), exact)  # outside autocast: float32
+
+
 def test_a_newer_or_unknown_kind_is_refused_clearly(trained, tmp_path):
     _, cfg, path = trained
     import shutil

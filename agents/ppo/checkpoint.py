@@ -194,7 +194,8 @@ def save_checkpoint(out: Path, iteration: int, cfg: PPOConfig, policy, tokenizer
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter-{iteration:06d}"
     with atomic_directory(final) as tmp:
-        (lm if lm is not None else policy.merged_lm()).save_pretrained(tmp, safe_serialization=True)
+        with policy.frozen_in_float32():  # dtype autocast keeps the frozen weights in bfloat16; saved as float32
+            (lm if lm is not None else policy.merged_lm()).save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_trainer_state(tmp, capture_state(iteration, policy, optimizer, kl_ctl, gen, sampler, progress,
                                                sharded=sharded_dir is not None))

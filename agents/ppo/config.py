@@ -61,7 +61,10 @@ class PPOConfig(ConfigBase):
     """cpu or cuda; the env, the models and the reward live there. May change on --resume (the run continues on the
     new device, though not bit for bit as it would have on the old one)."""
     dtype: str = "auto"
-    """auto: float32 weights, with bfloat16 autocast on CUDA; float32: no autocast; bfloat16: bf16 weights."""
+    """auto: float32 weights, with bfloat16 autocast on CUDA; autocast: bfloat16 autocast on any device, with the
+    frozen weights (trunk, reference head, tied embeddings) stored in bfloat16 and the trained ones in float32 -- on
+    a CPU with bfloat16 matrix units (AMX, AVX512-BF16) about 1.5x faster per iteration than auto (README,
+    "Benchmarks"); checkpoints are written in float32; float32: no autocast; bfloat16: bf16 weights."""
 
     # --------------------------------------------------------------------------------------------- rollouts
     num_envs: int = 16
@@ -243,8 +246,11 @@ class PPOConfig(ConfigBase):
         if self.fsdp and self.lora_r > 0:
             raise ValueError("fsdp: true with lora_r > 0 is not supported: LoRA already holds the model once and "
                              "trains only its adapters (use DDP: fsdp: false)")
-        if self.dtype not in ("auto", "float32", "bfloat16", "fp32", "bf16", "float16", "fp16"):
-            raise ValueError(f"dtype={self.dtype!r}: use auto, float32 or bfloat16")
+        if self.dtype not in ("auto", "autocast", "float32", "bfloat16", "fp32", "bf16", "float16", "fp16"):
+            raise ValueError(f"dtype={self.dtype!r}: use auto, autocast, float32 or bfloat16")
+        if self.dtype == "autocast" and (self.lora_r > 0 or self.fsdp):
+            raise ValueError(f"dtype=autocast with {'lora_r > 0' if self.lora_r > 0 else 'fsdp: true'} is not "
+                             "supported (its frozen weights are kept in bfloat16); use dtype auto")
         if self.eval_split not in ("train", "validation", "test"):
             raise ValueError(f"eval_split={self.eval_split!r}: use train, validation or test")
         if self.final_split not in ("train", "validation", "test", "", None):

@@ -22,6 +22,7 @@ Mistral. Other architectures raise a clear error.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import torch
@@ -201,6 +202,30 @@ class PolicyWithValue(nn.Module):
                 for p in trainable:  # enable_adapters(False) froze the adapters; put them back as they were
                     p.requires_grad_(True)
             return self.ref_lm_head(x)
+
+    def store_frozen_in(self, dtype: torch.dtype) -> None:
+        """Keep every frozen floating-point parameter (the trunk, the embeddings and LM head when not trained, the
+        reference head) in ``dtype``; the trained ones stay float32. For bfloat16 autocast on a CPU with bfloat16
+        matrix units: autocast re-casts a frozen float32 weight at every call, a stored bfloat16 one is read as is."""
+        for p in self.parameters():  # each once (a tied weight too)
+            if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+                p.data = p.data.to(dtype)
+
+    @contextlib.contextmanager
+    def frozen_in_float32(self):
+        """Within the block, the parameters :meth:`store_frozen_in` lowered are float32 again (their rounded values),
+        then lowered back: a checkpoint written here holds one dtype, as a float32 model's does."""
+        lowered = [p for p in self.parameters() if p.is_floating_point() and p.dtype != torch.float32
+                   and not p.requires_grad]
+        dtypes = [p.dtype for p in lowered]
+        if any(p.dtype == torch.float32 for p in self.parameters()):
+            for p in lowered:
+                p.data = p.data.float()
+        try:
+            yield
+        finally:
+            for p, dtype in zip(lowered, dtypes):
+                p.data = p.data.to(dtype)
 
     def merged_lm(self):
         """The policy as a plain causal LM (LoRA merged into a copy), for saving and evaluation."""

@@ -63,12 +63,21 @@ def seed_everything(seed: int) -> None:
 
 
 def autocast(cfg: PPOConfig):
-    """bfloat16 autocast on CUDA when ``dtype`` is auto; a no-op elsewhere (precision is decided here only)."""
+    """bfloat16 autocast on CUDA when ``dtype`` is auto, and on any device when it is ``autocast``; a no-op
+    elsewhere (precision is decided here only)."""
     import contextlib
 
-    if cfg.dtype == "auto" and torch.device(cfg.device).type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    device = torch.device(cfg.device).type
+    if cfg.dtype == "autocast" or (cfg.dtype == "auto" and device == "cuda"):
+        return torch.autocast(device, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def cpu_has_bf16() -> bool:
+    """Does this CPU multiply bfloat16 natively (AMX tiles or AVX512-BF16, e.g. Intel Sapphire Rapids, AMD Zen 4)?"""
+    cpu = torch.cpu
+    return any(bool(getattr(cpu, probe, lambda: False)()) for probe in ("_is_amx_tile_supported",
+                                                                          "_is_avx512_bf16_supported"))
 
 
 def phase_times(clock: dict, reward_seconds: float) -> dict:
@@ -269,9 +278,14 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
     seed_everything(cfg.seed)
 
     # ---- models: the policy (trainable top layers + value head) and the frozen reference heads
-    lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype="float32" if cfg.dtype == "auto" else cfg.dtype)
+    lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype="float32" if cfg.dtype in ("auto", "autocast") else cfg.dtype)
     policy = PolicyWithValue(lm, num_layers_unfrozen=cfg.num_layers_unfrozen, train_lm_head=cfg.train_lm_head,
                              lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
+    if cfg.dtype == "autocast":
+        policy.store_frozen_in(torch.bfloat16)
+        if torch.device(cfg.device).type == "cpu" and not cpu_has_bf16():
+            log("[dialogue-rl] dtype autocast: this CPU has no bfloat16 matrix instructions (AMX or AVX512-BF16), so "
+                "bfloat16 is emulated and slower than float32; use dtype auto")
     if cfg.fsdp:
         ddp.shard_policy(dist, policy)  # before the optimizer: it holds the sharded parameters
     optimizer = make_optimizer(policy.trainable_parameters(), cfg)
@@ -331,7 +345,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             for group in optimizer.param_groups:
                 group["lr"] = cfg.learning_rate * (1.0 - iteration / cfg.total_iterations)
 
-        with autocast(cfg):  # bfloat16 on CUDA (dtype auto); nothing on CPU
+        with autocast(cfg):  # the rollout and its scoring; each update minibatch has a block of its own (step 4)
             # 1. rollout through the batched env
             policy.eval()
             sampling = ddp.RowSampler(cfg.seed, iteration, range(rows.start, rows.stop)) if row_sampling else gen
@@ -346,34 +360,37 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
                 # 2. old log-probs, values, reference log-probs from the shared trunk states
                 old_logp, old_values, ref_logp = response_logprobs(policy, ro, cfg.temperature)
                 clock["score"] = phase_clock(cfg.device)
-            ids, seq_mask = ro.sequence()
-            Lq = ro.query_ids.shape[1]
-            mask = ro.response_mask.bool()  # (B, T)
+        ids, seq_mask = ro.sequence()
+        Lq = ro.query_ids.shape[1]
+        mask = ro.response_mask.bool()  # (B, T)
 
-            # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
-            #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
-            kl = ppo_f.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
-            scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
-            if cfg.score_baseline == "group":  # s_i - mean of the other samples of the same dialogue
-                scores = ppo_f.leave_one_out_baseline(scores, n_samples)
-            token_r = shaped_rewards(ro, scores, kl, mask, kl_ctl.value)  # (B, T), per-turn scores if turns > 1
-            if cfg.whiten_rewards:  # statistics of the global batch (all ranks')
-                token_r = ddp.whiten(dist, token_r, mask, shift_mean=False)
-            advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
-            if cfg.norm_adv:
-                advantages = ddp.whiten(dist, advantages, mask)
-            lengths = dist.gather(ro.lengths.cpu())  # (B,) reply tokens of every row of the global batch
+        # 3. rewards and advantages. r_t = -beta * KL_t (+ score on the last token); GAE:
+        #    delta_t = r_t + gamma V_{t+1} - V_t,  A_t = delta_t + gamma lambda A_{t+1},  R_t = A_t + V_t
+        kl = ppo_f.kl_estimate(old_logp, ref_logp, cfg.kl_estimator, mask=mask)  # (B, T)
+        scores = torch.as_tensor(ro.scores, dtype=torch.float32, device=old_logp.device)  # (B,)
+        if cfg.score_baseline == "group":  # s_i - mean of the other samples of the same dialogue
+            scores = ppo_f.leave_one_out_baseline(scores, n_samples)
+        token_r = shaped_rewards(ro, scores, kl, mask, kl_ctl.value)  # (B, T), per-turn scores if turns > 1
+        if cfg.whiten_rewards:  # statistics of the global batch (all ranks')
+            token_r = ddp.whiten(dist, token_r, mask, shift_mean=False)
+        advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
+        if cfg.norm_adv:
+            advantages = ddp.whiten(dist, advantages, mask)
+        lengths = dist.gather(ro.lengths.cpu())  # (B,) reply tokens of every row of the global batch
 
-            # 4. PPO epochs over minibatches of replies; only the top layers run
-            clock["advantages"] = phase_clock(cfg.device)
-            policy.train()
-            stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
-            stop = False
-            for _epoch in range(cfg.update_epochs):
-                order = torch.randperm(B, generator=gen, device=gen.device).cpu()
-                for start in range(0, B, T_mb):
-                    # this rank's rows of the global minibatch; weight: its share of the minibatch's tokens
-                    mb, weight, share = ddp.minibatch(dist, order[start:start + T_mb], lengths, B)
+        # 4. PPO epochs over minibatches of replies; only the top layers run
+        clock["advantages"] = phase_clock(cfg.device)
+        policy.train()
+        stats = {"pg_loss": [], "v_loss": [], "entropy": [], "approx_kl": [], "clipfrac": [], "vf_clipfrac": []}
+        stop = False
+        for _epoch in range(cfg.update_epochs):
+            order = torch.randperm(B, generator=gen, device=gen.device).cpu()
+            for start in range(0, B, T_mb):
+                # this rank's rows of the global minibatch; weight: its share of the minibatch's tokens
+                mb, weight, share = ddp.minibatch(dist, order[start:start + T_mb], lengths, B)
+                # An autocast block of its own: autocast keeps its bfloat16 copy of a trained weight until the
+                # block ends, so one block around the epochs would run every minibatch on the rollout's weights.
+                with autocast(cfg):
                     logits, values = top(ro.trunk_states[mb], seq_mask[mb], keep_from=Lq - 1)
                     logp = ppo_f.chunked_logprobs(logits, ro.response_ids[mb], cfg.temperature)  # (b, T)
                     if cfg.ent_coef:  # in the loss: the plain float32 entropy, with its gradient
@@ -381,28 +398,29 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
                                                     mask[mb])
                     else:  # logged only
                         entropy = ppo_f.masked_mean(ppo_f.chunked_entropy(logits, cfg.temperature), mask[mb])
-                    pg_loss, pstats = ppo_f.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb], cfg.clip_coef)
+                    pg_loss, pstats = ppo_f.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb],
+                                                        cfg.clip_coef)
                     v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
-                                                  cfg.clip_coef if cfg.clip_vloss else None)
+                                                      cfg.clip_coef if cfg.clip_vloss else None)
                     loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
                     if weight != 1.0:  # DDP averages over ranks: world * n_local / n makes it the global mean
                         loss = loss * weight
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    values_mb = [pg_loss, v_loss, entropy, pstats["approx_kl"], pstats["clipfrac"],
-                                 vstats["vf_clipfrac"]]
-                    values_mb = [float(v.detach()) for v in values_mb]
-                    if dist.world > 1:  # minibatch statistics over every rank's rows (token-weighted)
-                        values_mb = dist.sum([share * v for v in values_mb]).tolist()
-                    for key, value in zip(stats, values_mb):
-                        stats[key].append(value)
-                    if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
-                        stop = True
-                        break
-                if stop:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(policy.trainable_parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                values_mb = [pg_loss, v_loss, entropy, pstats["approx_kl"], pstats["clipfrac"],
+                             vstats["vf_clipfrac"]]
+                values_mb = [float(v.detach()) for v in values_mb]
+                if dist.world > 1:  # minibatch statistics over every rank's rows (token-weighted)
+                    values_mb = dist.sum([share * v for v in values_mb]).tolist()
+                for key, value in zip(stats, values_mb):
+                    stats[key].append(value)
+                if cfg.target_kl is not None and stats["approx_kl"][-1] > cfg.target_kl:
+                    stop = True
                     break
+            if stop:
+                break
 
 
         # 5. bookkeeping: KL controller, logs, progress, checkpoints, evaluation
