@@ -2,10 +2,10 @@
 one process, on the same model, batch, lengths and reward.
 
 - **ours**: ``agents.ppo.trainer.train`` for ``--warmup + --iterations`` iterations (one update epoch, every layer
-  trainable, no evaluations); the per-phase times ``time/generate``, ``time/reward``, ``time/score``,
-  ``time/update``, ``time/other`` it logs for each iteration, averaged over the timed ones. Rollout tokens/s =
-  reply tokens written / generate time. With several ``--decode`` values (``auto``, ``static``, ``dynamic``) one
-  row per decoder.
+  trainable unless ``--layers k``, no evaluations); the per-phase times ``time/generate``, ``time/reward``,
+  ``time/score``, ``time/update``, ``time/other`` it logs for each iteration, averaged over the timed ones. Rollout
+  tokens/s = reply tokens written / generate time. With several ``--decode`` values (``auto``, ``static``,
+  ``dynamic``) or ``--dtype`` values (``auto``, ``autocast``, ``float32``) one row per combination.
 - **TRL**: ``GRPOTrainer`` on the same contexts (chat histories), the same reward (``rewards.adapters.to_trl``),
   ``num_generations = --samples``, ``max_completion_length = --max-new-tokens``, ``beta`` 0.04, one update pass
   per generation batch (``per_device_train_batch_size = --num-envs``); time of each optimisation step, after
@@ -50,29 +50,30 @@ def _peak_gib(device) -> float | None:
     return None
 
 
-def _cfg(args, decode: str):
+def _cfg(args, decode: str, dtype: str = "auto"):
     from agents.ppo.config import PPOConfig
 
     return PPOConfig(model=args.model, dataset=args.dataset, reward=args.reward, device=args.device,
                      max_new_tokens=args.max_new_tokens, max_context_tokens=args.max_context_tokens,
                      num_envs=args.num_envs, samples_per_context=args.samples, num_minibatches=args.minibatches,
-                     update_epochs=1, num_layers_unfrozen=-1, total_iterations=args.warmup + args.iterations,
+                     update_epochs=1, num_layers_unfrozen=args.layers,
+                     total_iterations=args.warmup + args.iterations,
                      final_split="", eval_every=0, checkpoint_every=0, logger="none", seed=args.seed,
-                     temperature=args.temperature, decode=decode)
+                     temperature=args.temperature, decode=decode, dtype=dtype)
 
 
-def bench_ours(args, decode: str) -> dict:
+def bench_ours(args, decode: str, dtype: str = "auto") -> dict:
     """Our PPO iterations through ``train``; the mean per-phase seconds of the timed iterations."""
     from agents.ppo import trainer
 
-    cfg = _cfg(args, decode)
+    cfg = _cfg(args, decode, dtype)
     _peak_reset(args.device)
     with tempfile.TemporaryDirectory() as out:
         result = trainer.train(cfg, out, progress_bar=False, log=lambda *_: None)
     timed = result["history"][args.warmup:]
     phases = {p: statistics.fmean(h[f"time/{p}"] for h in timed) for p in PHASES}
     tokens = statistics.fmean(h["charts/mean_reply_tokens"] for h in timed) * cfg.num_envs
-    return {"name": f"ours ({decode})", "seconds": sum(phases.values()), "phases": phases,
+    return {"name": f"ours ({decode})" if dtype == "auto" else f"ours ({decode}, {dtype})", "seconds": sum(phases.values()), "phases": phases,
             "rollout_tokens_per_s": tokens / max(phases["generate"], 1e-9), "tokens": tokens,
             "peak_gib": _peak_gib(args.device)}
 
@@ -195,7 +196,8 @@ def run(args, report=lambda row: None) -> dict:
         report(row)
 
     for decode in args.decode.split(","):
-        add(bench_ours(args, decode.strip()))
+        for dtype in args.dtype.split(","):
+            add(bench_ours(args, decode.strip(), dtype.strip()))
     lm, tok, contexts, ids, mask = _contexts(args)
     if not args.no_generate:
         add(bench_generate(args, lm, ids, mask))
@@ -243,7 +245,8 @@ def environment(args) -> dict:
 def format_result(result: dict) -> str:
     a = result["args"]
     head = (f"bench ppo: model={a['model']} device={a['device']} batch={a['num_envs']} "
-            f"(contexts x {a['samples']} samples) new tokens={a['max_new_tokens']} reward={a['reward'] or 'default'}; "
+            f"(contexts x {a['samples']} samples) new tokens={a['max_new_tokens']} reward={a['reward'] or 'default'} "
+            f"trainable layers={'all' if a.get('layers', -1) < 0 else a['layers']}; "
             f"mean of {a['iterations']} after {a['warmup']} warm-up")
     lines = [head, "", "| run | s / iteration | generate | reward | score | update | other | rollout tokens/s | "
              "peak GPU GiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -256,8 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dialogue-rl bench ppo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny-random", help="smollm2-135m, tiny-random, or a local model folder")
     parser.add_argument("--dataset", default="customer_service")
-    parser.add_argument("--reward", default="length", help="reward spec (a name or module:attr; 'default' = the "
-                                                           "seed's reward)")
+    parser.add_argument("--reward", default="length", help="reward spec: a name, module:attr or a YAML mapping such "
+                        "as '{learned: {path: runs/rm_lm}, ethics: 1}' ('default' = the seed's reward)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--num-envs", type=int, default=8, help="replies per iteration (CUDA target: 256)")
     parser.add_argument("--samples", type=int, default=4, help="replies per context (TRL's num_generations)")
@@ -269,6 +272,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--decode", default="auto", help="comma-separated decoders for our rows: auto, static, "
                                                          "dynamic (the first is the one compared)")
+    parser.add_argument("--dtype", default="auto", help="comma-separated precisions for our rows (one row each): "
+                        "auto (float32 on the CPU, bfloat16 autocast on CUDA), autocast (bfloat16 autocast, frozen "
+                        "weights stored in bfloat16), float32")
+    parser.add_argument("--layers", type=int, default=-1, help="our trainable top layers (num_layers_unfrozen; -1: "
+                        "all, as TRL trains; the CPU main job: 2)")
     parser.add_argument("--no-trl", action="store_true", help="skip TRL's GRPOTrainer")
     parser.add_argument("--no-generate", action="store_true", help="skip HF generate")
     parser.add_argument("--strict", action="store_true", help="let a failure of the TRL row stop the benchmark "
@@ -278,6 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.reward == "default":
         args.reward = None
+    elif args.reward.lstrip().startswith("{"):  # a mapping, as --set reward=... takes it
+        from agents.ppo.config import parse_overrides
+
+        args.reward = parse_overrides([f"reward={args.reward}"])["reward"]
     if args.num_envs % args.samples:
         parser.error(f"--num-envs {args.num_envs} must be a multiple of --samples {args.samples}")
     result = run(args, report=lambda row: print(f"[bench ppo] {_row(row)}", flush=True))

@@ -29,6 +29,20 @@ def test_bench_ppo_runs_ours_hf_generate_and_trl_at_tiny_size(tmp_path, capsys):
     assert result["environment"]["device"] == "cpu"
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_bench_ppo_gives_one_row_per_precision_with_the_top_layers_trained(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "ppo", "--device", "cpu", "--num-envs", "4", "--samples", "2", "--max-new-tokens", "4",
+                 "--iterations", "1", "--warmup", "1", "--dtype", "auto,autocast", "--layers", "1", "--no-trl",
+                 "--no-generate", "--reward", "{length: 1.0, unfinished: 0.5}", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert [r["name"] for r in result["rows"]] == ["ours (auto)", "ours (auto, autocast)"]
+    assert "| ours (auto, autocast) |" in table and "trainable layers=1;" in table
+    assert result["args"]["reward"] == {"length": 1.0, "unfinished": 0.5}
+    assert all(r["rollout_tokens_per_s"] > 0 for r in result["rows"])
+
+
 def test_bench_ppo_rejects_a_batch_that_is_not_made_of_groups(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "ppo", "--num-envs", "5", "--samples", "2"])
