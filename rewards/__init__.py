@@ -20,7 +20,7 @@ A reward module is a batched callable ``module(contexts, responses) -> list[floa
 composite of one).
 
 Built-ins: ``coherence``, ``sentiment``, ``consistency``, ``ethics`` (a gate by default), ``length``,
-``repetition``, and ``learned`` (a Bradley–Terry reward model trained on preference pairs:
+``repetition``, ``unfinished``, and ``learned`` (a Bradley–Terry reward model trained on preference pairs:
 ``make("learned", path=DIR)``, see :mod:`rewards.learned`); :data:`DEFAULT_SPEC` is the seed's reward
 (coherence + sentiment + consistency, gated by ethics). Also: :class:`EthicsFilter` and :class:`PostProcessChecks`
 for after generation, :func:`to_trl` for ``trl.GRPOTrainer(reward_funcs=[...])``, and ``python -m rewards.bench``
@@ -63,6 +63,7 @@ __all__ = [
     "LengthPenalty",
     "PostProcessChecks",
     "RepetitionPenalty",
+    "UnfinishedPenalty",
     "ResolutionReward",
     "RewardError",
     "RewardModule",
@@ -91,6 +92,7 @@ _LAZY = {
     "EthicsReward": "ethics",
     "LengthPenalty": "penalties",
     "RepetitionPenalty": "penalties",
+    "UnfinishedPenalty": "penalties",
     "ResolutionReward": "outcome",
     "EthicsFilter": "filters",
     "FilterResult": "filters",

@@ -1,4 +1,4 @@
-"""``length`` and ``repetition``: cheap shaping penalties (always <= 0)."""
+"""``length``, ``repetition`` and ``unfinished``: cheap shaping penalties (always <= 0)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .base import Context
+from .coherence import ends_sentence
 
-__all__ = ["LengthPenalty", "RepetitionPenalty"]
+__all__ = ["LengthPenalty", "RepetitionPenalty", "UnfinishedPenalty"]
 
 _WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
 
@@ -90,3 +91,30 @@ class RepetitionPenalty:
 
     def __repr__(self) -> str:
         return f"RepetitionPenalty(n={self.n})"
+
+
+class UnfinishedPenalty:
+    """Penalise a reply that does not end a sentence (cut off at the token limit)::
+
+        r = -1     if not ends_sentence(reply)      (rewards.coherence.ends_sentence: last character . ! ? ... 。！？)
+        r =  0     otherwise
+
+    Range [-1, 0]; an empty reply scores -1. The text-level counterpart of TRL's ``missing_eos_penalty`` (which
+    looks for the end token): a reply that stops at ``max_new_tokens`` mid-sentence reads as cut off to a person
+    and to a preference reward model, and this gives PPO that signal without the reward model's noise. Added to the
+    learned reward (README, "Reward hacking", runs A6 and A7) it made the policy finish more replies but did not
+    raise the reward model's score on average over two seeds. Example::
+
+        >>> UnfinishedPenalty()([[]] * 3, ["Sure, I can help.", "You can return it within", ""])
+        [0.0, -1.0, -1.0]
+    """
+
+    name = "unfinished"
+    kind = "additive"
+    bounds = (-1.0, 0.0)
+
+    def __call__(self, contexts: Sequence[Context], responses: Sequence[str], **kwargs: Any) -> list[float]:
+        return [0.0 if ends_sentence(r) else -1.0 for r in responses]
+
+    def __repr__(self) -> str:
+        return "UnfinishedPenalty()"

@@ -3,7 +3,7 @@
 ``make(spec)`` resolves a string in this order:
 
 1. a name registered with :func:`register` or a built-in (``coherence``, ``sentiment``, ``consistency``,
-   ``ethics``, ``length``, ``repetition``; and ``learned``, a trained reward model, which needs ``path=``);
+   ``ethics``, ``length``, ``repetition``, ``unfinished``; and ``learned``, a trained reward model, which needs ``path=``);
 2. ``"package.module:attr"`` -- ``attr`` may be a class (instantiated), a function (wrapped) or an instance;
 3. a plug-in: an entry point named ``spec`` in the group ``dialogue_env.rewards``, declared by any installed
    distribution, e.g. in its pyproject.toml::
@@ -58,6 +58,7 @@ BUILTINS: dict[str, str] = {
     "ethics": "rewards.ethics:EthicsReward",
     "length": "rewards.penalties:LengthPenalty",
     "repetition": "rewards.penalties:RepetitionPenalty",
+    "unfinished": "rewards.penalties:UnfinishedPenalty",
     "resolution": "rewards.outcome:ResolutionReward",
 }
 

@@ -60,12 +60,13 @@ def test_every_builtin_declares_the_range_of_its_values():
     declared = {name: rewards.make(name).bounds for name in rewards.BUILTINS}
     assert declared == {"coherence": (0.0, 1.0), "sentiment": (-1.0, 0.1), "consistency": (-1.0, 1.0),
                         "ethics": (0.0, 1.0), "length": (-1.0, 0.0), "repetition": (-1.0, 0.0),
-                        "resolution": (0.0, 1.0)}
+                        "unfinished": (-1.0, 0.0), "resolution": (0.0, 1.0)}
     assert rewards.make("sentiment", scale="unit", cap=None).bounds == (0.0, 1.0)
     assert EthicsReward(mode="penalty").bounds == (-1.0, 0.0) and EthicsReward(mode="penalty", penalty=2).bounds == (
         -2.0, 0.0)
     # the extremes are reached (or nearly) by real replies, and never passed
     assert rewards.make("length")([[]], [""]) == [-1.0]
+    assert rewards.make("unfinished")([[]] * 2, ["Sure, I can", "Sure."]) == [-1.0, 0.0]
     assert rewards.make("repetition")([[]], [LOOP]) == [pytest.approx(-0.8)]
     assert rewards.make("coherence")([[]], [REF], references=[REF]) == [pytest.approx(1.0)]
     low, high = rewards.make("sentiment", lexicon="vader", cap=None)([[]] * 2, [SAD, GLAD])

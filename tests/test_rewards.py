@@ -230,6 +230,24 @@ def test_repetition_penalty(reply, n, expected):
     assert rewards.make("repetition", n=n)([[]], [reply]) == [pytest.approx(expected)]
 
 
+@pytest.mark.parametrize("reply,expected", [
+    ("Sure, I can help.", 0.0), ("Is it the blue one?", 0.0), ("It ships on Friday (by courier).", 0.0),
+    ("\u597d\u7684\uff0c\u6211\u6765\u5e2e\u60a8\u3002", 0.0),
+    ("You can return it within", -1.0), ("Thanks for waiting, your order", -1.0), ("", -1.0), ("   ", -1.0),
+])
+def test_unfinished_penalty_flags_a_reply_cut_off_mid_sentence(reply, expected):
+    penalty = rewards.make("unfinished")
+    assert isinstance(penalty, rewards.UnfinishedPenalty) and penalty.bounds == (-1.0, 0.0)
+    assert penalty([[]], [reply]) == [expected]
+
+
+def test_unfinished_penalty_in_a_composite_lowers_only_the_cut_off_reply():
+    r = rewards.make_composite({"length": 1.0, "unfinished": 0.5})
+    res = r.score([[]] * 2, ["Sure, happy to help.", "Sure, happy to help with your"])
+    assert res.components["unfinished"].tolist() == [0.0, -1.0]
+    assert res.total[0] - res.total[1] == pytest.approx(0.5)
+
+
 # --- composite -------------------------------------------------------------------------------------
 
 def test_default_composite_is_the_seeds_reward_gated_by_ethics(minilm):
