@@ -215,7 +215,8 @@ class LMBackbone(nn.Module):
         """Last-token final hidden states ``(B, H)`` through the whole decoder (gradients reach the top layers);
         ``decoder``: another copy of it to run instead (e.g. in bfloat16)."""
         x, mask = self._pad(ids)
-        hidden = (decoder or self.decoder)(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, H)
+        decoder = self.decoder if decoder is None else decoder
+        hidden = decoder(input_ids=x, attention_mask=mask, use_cache=False).last_hidden_state  # (B, T, H)
         return self._last(hidden, mask)
 
     @torch.no_grad()

@@ -63,7 +63,7 @@ class PPOConfig(ConfigBase):
     dtype: str = "auto"
     """auto: float32 weights, with bfloat16 autocast on CUDA; autocast: bfloat16 autocast on any device, with the
     frozen weights (trunk, reference head, tied embeddings) stored in bfloat16 and the trained ones in float32 -- on
-    a CPU with bfloat16 matrix units (AMX, AVX512-BF16) about 1.5x faster per iteration than auto (README,
+    a CPU with bfloat16 matrix units (AMX, AVX512-BF16) 1.35x faster per iteration than auto, measured (README,
     "Benchmarks"); checkpoints are written in float32; float32: no autocast; bfloat16: bf16 weights."""
 
     # --------------------------------------------------------------------------------------------- rollouts

@@ -215,12 +215,13 @@ class PolicyWithValue(nn.Module):
     def frozen_in_float32(self):
         """Within the block, the parameters :meth:`store_frozen_in` lowered are float32 again (their rounded values),
         then lowered back: a checkpoint written here holds one dtype, as a float32 model's does."""
-        lowered = [p for p in self.parameters() if p.is_floating_point() and p.dtype != torch.float32
-                   and not p.requires_grad]
+        params = list(self.parameters())
+        lowered = [p for p in params if not p.requires_grad and p.is_floating_point() and p.dtype != torch.float32]
+        if not any(p.dtype == torch.float32 for p in params):  # a bfloat16 model (dtype: bfloat16): saved as it is
+            lowered = []
         dtypes = [p.dtype for p in lowered]
-        if any(p.dtype == torch.float32 for p in self.parameters()):
-            for p in lowered:
-                p.data = p.data.float()
+        for p in lowered:
+            p.data = p.data.float()
         try:
             yield
         finally:
