@@ -144,6 +144,33 @@ def test_resume_refuses_fields_that_change_the_run_and_lists_them(run):
     assert (run / "config.json").read_text() == config_before
 
 
+def _tree(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_training_into_an_existing_run_without_resume_is_refused_and_touches_nothing(run, tmp_path):
+    before = _tree(run)
+    with pytest.raises(ResumeError, match=r"already holds a run \(checkpoints up to iter-000002\): pass --resume"):
+        train(_cfg(total_iterations=1), run, progress_bar=False, log=lambda *a: None)
+    assert _tree(run) == before  # iter-000001 was not replaced, nothing mixed into the old run
+    with pytest.raises(SystemExit) as exit_:  # the command line: one message, before any model is loaded
+        main(["train", "--out", str(run), "--no-progress", "--set",
+              *(f"{k}={json.dumps(v)}" for k, v in SETTINGS.items())])
+    assert str(exit_.value).startswith(f"dialogue-rl train: --out {run} already holds a run")
+    assert _tree(run) == before
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("keep me")
+    with pytest.raises(ResumeError, match=r"already holds files \(todo.txt\)"):
+        train(_cfg(total_iterations=1), other, progress_bar=False, log=lambda *a: None)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(ResumeError, match="is a file: name a folder"):
+        train(_cfg(total_iterations=1), tmp_path / "a_file", resume=True, progress_bar=False, log=lambda *a: None)
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder is a fine place for a new run
+    assert train(_cfg(total_iterations=1), empty, progress_bar=False, log=lambda *a: None)["progress"]["iteration"] == 1
+
+
 def test_resume_accepts_harmless_changes_and_continues_from_the_saved_iteration(run):
     logs = []
     result = train(_cfg(total_iterations=3, checkpoint_every=3, eval_every=5, eval_batch_size=2, logger="tensorboard",
