@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from agents.argtypes import positive_int, temperature
+
 PHASES = ("generate", "reward", "score", "update", "other")
 
 
@@ -262,13 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reward", default="length", help="reward spec: a name, module:attr or a YAML mapping such "
                         "as '{learned: {path: runs/rm_lm}, ethics: 1}' ('default' = the seed's reward)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--num-envs", type=int, default=8, help="replies per iteration (CUDA target: 256)")
-    parser.add_argument("--samples", type=int, default=4, help="replies per context (TRL's num_generations)")
-    parser.add_argument("--max-new-tokens", type=int, default=8, help="reply length (CUDA target: 64)")
-    parser.add_argument("--max-context-tokens", type=int, default=256)
-    parser.add_argument("--minibatches", type=int, default=1, help="our minibatches per epoch (TRL: one step)")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--iterations", type=int, default=2, help="timed iterations / steps / generate calls")
+    parser.add_argument("--num-envs", type=positive_int, default=8, help="replies per iteration (CUDA target: 256)")
+    parser.add_argument("--samples", type=positive_int, default=4, help="replies per context (TRL's num_generations)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=8, help="reply length (CUDA target: 64)")
+    parser.add_argument("--max-context-tokens", type=positive_int, default=256)
+    parser.add_argument("--minibatches", type=positive_int, default=1, help="our minibatches per epoch (TRL: one step)")
+    parser.add_argument("--temperature", type=temperature, default=1.0)
+    parser.add_argument("--iterations", type=positive_int, default=2, help="timed iterations / steps / generate calls")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--decode", default="auto", help="comma-separated decoders for our rows: auto, static, "
                                                          "dynamic (the first is the one compared)")

@@ -5,13 +5,20 @@ from __future__ import annotations
 import argparse
 import sys
 
+from agents.argtypes import positive_int
+
 
 def _cmd_demo(args) -> int:
     """Play episodes of Dialogue-v0 with a language model writing the replies token by token."""
+    from rewards.utils import parse_yaml_value
+
     from .demo import play_episodes
 
+    reward = args.reward
+    if reward is not None and reward.strip().startswith("{"):  # a mapping {name: weight, ...}, not a name
+        reward = parse_yaml_value(reward, "--reward")
     play_episodes(model=args.model, dataset=args.dataset, split=args.split, episodes=args.episodes, seed=args.seed,
-                  max_new_tokens=args.max_new_tokens, greedy=args.greedy, turns=args.turns, reward=args.reward)
+                  max_new_tokens=args.max_new_tokens, greedy=args.greedy, turns=args.turns, reward=reward)
     return 0
 
 
@@ -104,12 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--dataset", default="customer_service",
                       help="customer_service, customer_service_zh, medical, education, legal, chatterbot or a JSONL path")
     demo.add_argument("--split", default="test", choices=["train", "validation", "test"])
-    demo.add_argument("--episodes", type=int, default=3)
-    demo.add_argument("--turns", type=int, default=1)
+    demo.add_argument("--episodes", type=positive_int, default=3)
+    demo.add_argument("--turns", type=positive_int, default=1)
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--max-new-tokens", type=int, default=48)
+    demo.add_argument("--max-new-tokens", type=positive_int, default=48)
     demo.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    demo.add_argument("--reward", default=None, help="a reward name or module:attr (default: the seed's reward)")
+    demo.add_argument("--reward", default=None, help="a reward name, module:attr or a mapping such as '{coherence: 1, ethics: 1}' "
+                           "(default: the seed's reward)")
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="token-level PPO on Dialogue-v0 (see configs/)")

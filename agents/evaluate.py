@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents.argtypes import positive_int, temperature
 from agents.evaluator import (
     apply_ethics,
     apply_judges,
@@ -55,7 +56,7 @@ from agents.evaluator import (
     rows_from_rollout,
     summarize,
 )
-from rewards.utils import atomic_write_text
+from rewards.utils import ConfigError, atomic_write_text, parse_yaml_value
 
 __all__ = [
     "CHECKPOINT_META",
@@ -321,14 +322,28 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
+def check_output_path(out_path) -> Path:
+    """``out_path`` as a Path if :func:`write_outputs` can write there; else a ``ConfigError`` that says why. The
+    command line checks it before evaluating, so a bad ``--out`` costs nothing."""
+    out = Path(out_path)
+    if out.suffix == ".jsonl":
+        raise ConfigError(f"--out {out} ends in .jsonl: give the summary's .json path; the rows go to <name>.jsonl")
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder: give a file path such as {out / 'eval.json'}")
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigError(f"--out {out}: {parent} is a file, not a folder; choose another path")
+            break
+    return out
+
+
 def write_outputs(summary: Mapping, rows: Sequence[Mapping], out_path) -> tuple[Path, Path]:
     """Write ``summary`` as JSON to ``out_path`` and ``rows`` as JSONL next to it (``out_path`` with suffix
     ``.jsonl``), each atomically (a temporary file in the same directory, then ``os.replace``). Creates the parent
     directory. Returns ``(summary_path, rows_path)``."""
-    out = Path(out_path)
+    out = check_output_path(out_path)
     rows_path = out.with_suffix(".jsonl")
-    if rows_path == out:
-        raise ValueError(f"--out {out} ends in .jsonl: give the summary's .json path; the rows go to <name>.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, json.dumps(dict(summary), indent=2, default=_json_default, ensure_ascii=False) + "\n")
     lines = [json.dumps(dict(r), default=_json_default, ensure_ascii=False) for r in rows]
@@ -417,11 +432,11 @@ def _parse_reward(text: str | None) -> Any:
     stripped = text.strip()
     if stripped.startswith("{"):
         try:
-            spec = json.loads(stripped)
-        except json.JSONDecodeError as err:
-            raise argparse.ArgumentTypeError(f"--reward {text!r} looks like JSON but does not parse: {err}") from err
+            spec = parse_yaml_value(stripped, "--reward")
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
         if not isinstance(spec, dict):
-            raise argparse.ArgumentTypeError(f"--reward must be a name or a JSON object, got {text!r}")
+            raise argparse.ArgumentTypeError(f"--reward must be a name or a mapping, got {text!r}")
         return spec
     return stripped
 
@@ -445,13 +460,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "or LABEL=SPEC")
     p.add_argument("--reference", default="auto",
                    help="reference model for KL and perplexity (default: a checkpoint's base model, else the policy)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate only the first N dialogues")
-    p.add_argument("--batch-size", type=int, default=25)
+    p.add_argument("--limit", type=positive_int, default=None, help="evaluate only the first N dialogues")
+    p.add_argument("--batch-size", type=positive_int, default=25)
     p.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--temperature", type=temperature, default=0.7)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--max-new-tokens", type=int, default=48)
-    p.add_argument("--max-context-tokens", type=int, default=512)
+    p.add_argument("--max-new-tokens", type=positive_int, default=48)
+    p.add_argument("--max-context-tokens", type=positive_int, default=512)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, help="summary JSON path; the rows go next to it as .jsonl")
@@ -459,7 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_output_path(args.out)
+    except ConfigError as err:
+        parser.error(str(err))
     try:
         args.policy = resolve_policy(args.policy)
     except PolicyError as err:

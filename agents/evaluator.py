@@ -184,12 +184,10 @@ def judge_label(spec: Any) -> str:
 
 
 def parse_judge(text: str) -> tuple[str, Any]:
-    """``(label, reward spec)`` of a ``--judge`` argument: a reward name (``coherence``), a JSON reward dict
+    """``(label, reward spec)`` of a ``--judge`` argument: a reward name (``coherence``), a YAML or JSON reward dict
     (``'{"learned": {"path": "runs/rm"}}'``), or either prefixed by ``LABEL=`` to name it (``lm='{"learned": ...}'``).
     A malformed argument is a :class:`rewards.utils.ConfigError` naming it."""
-    import json
-
-    from rewards.utils import ConfigError
+    from rewards.utils import ConfigError, parse_yaml_value
 
     text = str(text).strip()
     label, sep, rest = text.partition("=")
@@ -202,10 +200,7 @@ def parse_judge(text: str) -> tuple[str, Any]:
                          "('{\"learned\": {\"path\": \"runs/rm\"}}') or LABEL=SPEC")
     spec: Any = spec_text
     if spec_text.startswith("{"):
-        try:
-            spec = json.loads(spec_text)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"--judge {text!r} looks like JSON but does not parse: {err}") from err
+        spec = parse_yaml_value(spec_text, "--judge")
     return label or judge_label(spec), spec
 
 
@@ -221,6 +216,9 @@ def judge_specs(specs: Any) -> dict[str, Any]:
         return {str(k): v for k, v in specs.items()}
     if isinstance(specs, str):
         specs = [specs]
+    if not isinstance(specs, (list, tuple)):
+        raise ConfigError(f"judges={specs!r}: give a list of reward specs or LABEL=SPEC strings, or a mapping "
+                          "{label: spec} (e.g. judges: {learned: {learned: {path: runs/rm_lm}}})")
     out: dict[str, Any] = {}
     for label, spec in (parse_judge(s) if isinstance(s, str) else (judge_label(s), s) for s in specs):
         if label in out:

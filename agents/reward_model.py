@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from agents.argtypes import positive_float, positive_int
+
 __all__ = ["DEFAULTS", "build_parser", "load_pairs", "main", "report_lines", "resolve_kind"]
 
 # The defaults of each kind of model, for the options left out on the command line.
@@ -51,15 +53,23 @@ def resolve_kind(kind: str, backbone: str) -> str:
     return "lm" if is_causal_lm(backbone) else "embedding"
 
 
-def load_pairs(data: str, test: str | None, test_fraction: float, seed: int) -> tuple[list, list, str, str]:
-    """(train pairs, test pairs, train source, test source) for the command's ``--data`` / ``--test`` options."""
+def load_pairs(data: str, test: str | None, test_fraction: float | None, seed: int) -> tuple[list, list, str, str]:
+    """(train pairs, test pairs, train source, test source) for the command's ``--data`` / ``--test`` options.
+    ``test_fraction`` (None: 0.2) holds out a share of a ``--data`` file that has no test pairs of its own; given
+    where the test pairs are the shipped set's, ``--test`` or a directory's test.jsonl, it is an error, not ignored."""
     import numpy as np
 
     from rewards.jsonl import DatasetError
     from rewards.preferences import BUILTIN_PREFERENCE_SETS, load_preference_dataset, load_preferences
 
+    def no_fraction(test_source: str) -> None:
+        if test_fraction is not None:
+            raise ValueError(f"--test-fraction {test_fraction} would not be used: the test pairs are {test_source}; "
+                             "drop --test-fraction, or pass a JSONL file as --data without --test to hold out a share")
+
     if data in BUILTIN_PREFERENCE_SETS:
         train = load_preference_dataset(data, "train")
+        no_fraction(f"{data}:test" if test is None else str(test))
         if test is None:
             return train, load_preference_dataset(data, "test"), f"{data}:train", f"{data}:test"
         return train, load_preferences(test), f"{data}:train", str(test)
@@ -71,9 +81,12 @@ def load_pairs(data: str, test: str | None, test_fraction: float, seed: int) -> 
         if test is None and (path / "test.jsonl").is_file():
             test = str(path / "test.jsonl")
         path = path / "train.jsonl"
+    if test is not None:
+        no_fraction(str(test))
     pairs = load_preferences(path)
     if test is not None:
         return pairs, load_preferences(test), str(path), str(test)
+    test_fraction = 0.2 if test_fraction is None else test_fraction
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"--test-fraction {test_fraction}: must be between 0 and 1 (exclusive) when --test is not "
                          "given, so that accuracy is measured on pairs the model did not train on")
@@ -107,8 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="customer_service, medical, education or legal (shipped pairs), a preference JSONL file, "
                         "or a directory with train.jsonl")
     t.add_argument("--test", default=None, help="held-out preference JSONL (default: see --data)")
-    t.add_argument("--test-fraction", type=float, default=0.2,
-                   help="share of --data held out for testing when --data is a file and --test is not given")
+    t.add_argument("--test-fraction", type=float, default=None,
+                   help="share of --data held out for testing when --data is a file and --test is not given "
+                        "(default 0.2)")
     t.add_argument("--out", required=True, help="directory to write reward_model.json + model.safetensors to")
     t.add_argument("--kind", default="auto", choices=["auto", "embedding", "lm"],
                    help="embedding: sentence encoder + MLP (fast); lm: causal LM + scalar head on the last token; "
@@ -118,17 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "tiny-random, or a model directory")
     t.add_argument("--num-layers-unfrozen", type=int, default=None,
                    help="also fine-tune the backbone's top N layers (default: 0 for embedding, 2 for lm)")
-    t.add_argument("--epochs", type=int, default=None, help="default: 10 for embedding, 2 for lm")
-    t.add_argument("--batch-size", type=int, default=None, help="pairs per step (default: 32 embedding, 16 lm)")
-    t.add_argument("--lr", type=float, default=None, help="AdamW learning rate of the head (default 1e-3)")
-    t.add_argument("--backbone-lr", type=float, default=None,
+    t.add_argument("--epochs", type=positive_int, default=None, help="default: 10 for embedding, 2 for lm")
+    t.add_argument("--batch-size", type=positive_int, default=None, help="pairs per step (default: 32 embedding, 16 lm)")
+    t.add_argument("--lr", type=positive_float, default=None, help="AdamW learning rate of the head (default 1e-3)")
+    t.add_argument("--backbone-lr", type=positive_float, default=None,
                    help="learning rate of the unfrozen backbone layers (default: 5e-5 embedding, 2e-5 lm)")
     t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--hidden", type=int, default=None,
+    t.add_argument("--hidden", type=positive_int, default=None,
                    help="hidden units of the head MLP, 0 = linear head (default: 256 embedding, 0 lm)")
     t.add_argument("--dropout", type=float, default=None, help="head dropout (default: 0.1 embedding, 0 lm)")
-    t.add_argument("--context-turns", type=int, default=3, help="last conversation turns the model reads")
-    t.add_argument("--max-length", type=int, default=None, help="tokens per text (default: 256 embedding, 384 lm)")
+    t.add_argument("--context-turns", type=positive_int, default=3, help="last conversation turns the model reads")
+    t.add_argument("--max-length", type=positive_int, default=None, help="tokens per text (default: 256 embedding, 384 lm)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="cpu", help="cpu or cuda")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -26,10 +26,21 @@ def _run(env, n_envs, steps, eos_id, eos_prob, low, high, seed=0):
     return steps * n_envs / (time.perf_counter() - start)
 
 
+def _batch_sizes(text: str) -> list[int]:
+    """``"1,16,64"`` -> ``[1, 16, 64]``; anything else is a usage error naming the option's form."""
+    try:
+        sizes = [int(x) for x in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated positive batch sizes such as 1,16,64")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dialogue-rl bench env", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny-random", help="whose tokenizer/vocabulary (tiny-random, smollm2-135m)")
-    parser.add_argument("--num-envs", default="1,16,64,256", help="comma-separated batch sizes")
+    parser.add_argument("--num-envs", type=_batch_sizes, default=[1, 16, 64, 256], help="comma-separated batch sizes")
     parser.add_argument("--steps", type=int, default=96, help="steps per measurement")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--eos-prob", type=float, default=1 / 24)
@@ -47,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"| envs | batched twin (steps/s) | SyncVectorEnv (steps/s) | ratio |   model={args.model} device={args.device}")
     print("|---:|---:|---:|---:|")
-    for n in [int(x) for x in args.num_envs.split(",")]:
+    for n in args.num_envs:
         venv = gym.make_vec("dialogue_env/Dialogue-v0", num_envs=n, vectorization_mode="vector_entry_point", **kwargs)
         _run(venv, n, 4, eos_id, args.eos_prob, low, high)  # warm-up
         batched = _run(venv, n, args.steps, eos_id, args.eos_prob, low, high)

@@ -380,14 +380,27 @@ def _coerce_number(name: str, value: Any, annotation: Any) -> Any:
         raise ConfigError(f"config field {name}={value!r} is not a number ({shown} expected)") from None
 
 
-def parse_overrides(pairs: list[str]) -> dict:
-    """``["learning_rate=3e-5", "num_envs=8"]`` -> ``{"learning_rate": 3e-05, "num_envs": 8}`` (YAML scalars)."""
+def parse_yaml_value(text: str, what: str) -> Any:
+    """The value of a command-line argument written in YAML (JSON is YAML too): ``8``, ``1e-4``, ``{learned: {path:
+    runs/rm}}``, ``'{"length": 1.0}'``. ``what`` names the argument in the :class:`ConfigError` a malformed one
+    raises (``--set reward``, ``--judge``). The one parser for every such argument (``--set``, ``--reward``,
+    ``--judge``)."""
     import yaml
 
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{what} {text!r} does not parse as YAML or JSON ({problem}); write a mapping as "
+                          "{name: weight, other: {key: value}}, and quote the whole argument in the shell") from None
+
+
+def parse_overrides(pairs: list[str]) -> dict:
+    """``["learning_rate=3e-5", "num_envs=8"]`` -> ``{"learning_rate": 3e-05, "num_envs": 8}`` (YAML values)."""
     out = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"override {pair!r} must look like field=value (e.g. --set num_envs=8)")
         key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_yaml_value(value, f"--set {key.strip()}=")
     return out

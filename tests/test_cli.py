@@ -111,3 +111,51 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "agents.cli", "--debug", "train", "--set", "gamma=2"],
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" in proc.stderr and "ConfigError: gamma=2" in proc.stderr
+
+
+def _run(capsys, argv) -> tuple[int, str]:
+    """(exit status, what the user reads on stderr) of one command, in process."""
+    try:
+        status, said = main(argv), ""
+    except SystemExit as exit_:
+        status, said = (exit_.code, "") if isinstance(exit_.code, int) else (1, str(exit_.code))
+    return status, _err(capsys) + said
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--policy", "tiny-random", "--limit", "0", "--out", "{tmp}/e.json"],
+     "argument --limit: 0 is not a positive integer"),
+    (["evaluate", "--policy", "tiny-random", "--batch-size", "0", "--out", "{tmp}/e.json"],
+     "argument --batch-size: 0 is not a positive integer"),
+    (["evaluate", "--policy", "tiny-random", "--temperature", "0", "--out", "{tmp}/e.json"],
+     "argument --temperature: 0 must be above 0; for argmax decoding use --greedy"),
+    (["evaluate", "--policy", "tiny-random", "--out", "{tmp}/e.jsonl"], "ends in .jsonl: give the summary's .json"),
+    (["evaluate", "--policy", "tiny-random", "--out", "{tmp}/a_file/e.json"], "a_file is a file, not a folder"),
+    (["evaluate", "--policy", "tiny-random", "--reward", "{bad", "--out", "{tmp}/e.json"],
+     "--reward '{bad' does not parse as YAML or JSON"),
+    (["evaluate", "--policy", "tiny-random", "--judge", "{learned: [", "--out", "{tmp}/e.json"],
+     "--judge '{learned: [' does not parse as YAML or JSON"),
+    (["train", "--config", "tiny", "--set", "reward={bad", "--out", "{tmp}/r"],
+     "--set reward= '{bad' does not parse as YAML or JSON"),
+    (["train", "--config", "tiny", "--set", "judges=5", "--out", "{tmp}/r"], "judges=5: give a list of reward specs"),
+    (["train", "--config", "tiny", "--out", "{tmp}/a_file"], "is a file: name a folder for the run"),
+    (["compare", "--agents", "nope", "--out", "{tmp}/c"], "unknown agent 'nope': use a built-in"),
+    (["compare", "--agents", "random", "--out", "{tmp}/a_file"], "is a file: give the folder"),
+    (["compare", "--agents", "random", "--reward", "{a: [", "--out", "{tmp}/c"], "--reward '{a: [' does not parse"),
+    (["demo", "--model", "tiny-random", "--reward", "{length: [", "--episodes", "1"], "--reward '{length: [' does not"),
+    (["demo", "--model", "tiny-random", "--episodes", "0"], "argument --episodes: 0 is not a positive integer"),
+    (["bench", "env", "--num-envs", "0"], "argument --num-envs: '0': give comma-separated positive batch sizes"),
+    (["bench", "ppo", "--num-envs", "0"], "argument --num-envs: 0 is not a positive integer"),
+    (["reward-model", "train", "--epochs", "0", "--out", "{tmp}/rm"], "argument --epochs: 0 is not a positive integer"),
+    (["reward-model", "train", "--test-fraction", "0.3", "--out", "{tmp}/rm"],
+     "--test-fraction 0.3 would not be used: the test pairs are customer_service:test"),
+    (["annotate", "serve", "--port", "99999", "--db", "{tmp}/a.db"], "argument --port: 99999 is not a port"),
+    (["annotate", "status", "--db", "{tmp}/typo.db"], "no annotation database at {tmp}/typo.db"),
+    (["annotate", "export", "--db", "{tmp}/typo.db", "--out", "{tmp}/p.jsonl"], "no annotation database at"),
+])
+def test_bad_arguments_are_one_message_before_any_work_and_write_nothing(capsys, tmp_path, argv, message):
+    (tmp_path / "a_file").write_text("keep")
+    status, err = _run(capsys, [a.replace("{tmp}", str(tmp_path)) for a in argv])
+    assert status != 0 and message.replace("{tmp}", str(tmp_path)) in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no file, folder or database was created
+    assert (tmp_path / "a_file").read_text() == "keep"

@@ -205,7 +205,7 @@ def test_domain_preference_pairs(name):
     assert not {p.rejected for p in train} & {p.rejected for p in test}  # test wordings are unseen in training
     e = EthicsReward(profile=name)
     assert all(v.safe for v in e.judge([p.chosen for p in train + test], [list(p.context) for p in train + test]))
-    tr, te, src, _ = load_pairs(name, None, 0.2, 0)
+    tr, te, src, _ = load_pairs(name, None, None, 0)
     assert (len(tr), len(te), src) == (len(train), len(test), f"{name}:train")
 
 

@@ -76,7 +76,7 @@ def test_a_judge_compares_with_the_reference_reply_like_the_env_reward():
 def test_a_bad_judge_is_a_one_line_error_before_any_generation(tmp_path, capsys):
     assert main(["evaluate", "--policy", "tiny-random", "--judge", "{oops", "--out", str(tmp_path / "e.json")]) == 2
     err = capsys.readouterr().err
-    assert "dialogue-rl: error: --judge '{oops' looks like JSON but does not parse" in err
+    assert "dialogue-rl: error: --judge '{oops' does not parse as YAML or JSON" in err
     assert "Traceback" not in err and not (tmp_path / "e.json").exists()
 
 

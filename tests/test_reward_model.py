@@ -351,10 +351,15 @@ def test_load_pairs_holds_out_a_seeded_fraction_of_a_file(tmp_path):
     assert len(test) == 6 and len(train) == 24 and "held-out 6 of 30" in src
     assert {p.chosen + p.rejected for p in train}.isdisjoint({p.chosen + p.rejected for p in test})
     assert [p.rejected for p in load_pairs(str(path), None, 0.2, seed=1)[1]] == [p.rejected for p in test]
-    train2, test2, _, _ = load_pairs(str(path), str(path), 0.2, seed=1)
+    assert load_pairs(str(path), None, None, seed=1)[3] == src  # the default share is 0.2
+    train2, test2, _, _ = load_pairs(str(path), str(path), None, seed=1)
     assert len(train2) == len(test2) == 30
-    shipped_train, shipped_test, _, _ = load_pairs("customer_service", None, 0.2, seed=0)
+    shipped_train, shipped_test, _, _ = load_pairs("customer_service", None, None, seed=0)
     assert (len(shipped_train), len(shipped_test)) == (400, 80)
+    # a share given where the test pairs come from elsewhere would be ignored: an error that says so
+    for data, test in (("customer_service", None), (str(path), str(path))):
+        with pytest.raises(ValueError, match="--test-fraction 0.3 would not be used: the test pairs are"):
+            load_pairs(data, test, 0.3, seed=0)
     with pytest.raises(ValueError, match="--test-fraction"):
         load_pairs(str(path), None, 0.0, seed=0)
     with pytest.raises(DatasetError, match="no such file"):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from agents.argtypes import port, positive_int, temperature
+
 DEFAULT_DB = "annotations.sqlite"
 
 
@@ -17,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                     "labelling page until Ctrl+C. Without a source it serves the pairs already in the database.")
     serve.add_argument("--db", default=DEFAULT_DB, help=f"SQLite file for pairs and labels (default {DEFAULT_DB})")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 = any free port)")
+    serve.add_argument("--port", type=port, default=8765, help="port (default 8765; 0 = any free port)")
     serve.add_argument("--annotator", default="", help="your name or id, stored with each label")
     serve.add_argument("--candidates", action="append", default=[], metavar="JSONL",
                        help="candidates file: one context with two or more replies per line (repeatable); "
@@ -30,10 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "model name; default: a second sample of --model")
     serve.add_argument("--dataset", default="customer_service", help="dialogues for --model (name or JSONL path)")
     serve.add_argument("--split", default="train", choices=["train", "validation", "test"])
-    serve.add_argument("--pairs", type=int, default=20, help="dialogues to sample pairs for (default 20)")
+    serve.add_argument("--pairs", type=positive_int, default=20, help="dialogues to sample pairs for (default 20)")
     serve.add_argument("--seed", type=int, default=0, help="which dialogues and which samples (default 0)")
-    serve.add_argument("--max-new-tokens", type=int, default=48)
-    serve.add_argument("--temperature", type=float, default=0.9)
+    serve.add_argument("--max-new-tokens", type=positive_int, default=48)
+    serve.add_argument("--temperature", type=temperature, default=0.9)
     serve.add_argument("--device", default="cpu")
     serve.set_defaults(annotate_func=_serve)
 
@@ -60,9 +62,16 @@ def run(args, parser: argparse.ArgumentParser) -> int:
     return int(func(args) or 0)
 
 
-def _open(db):
+def _open(db, existing: bool = False):
+    """The store at ``db``; ``existing``: only read an existing one (status, export), so a mistyped path is an error
+    instead of a new empty database."""
+    from pathlib import Path
+
     from .store import AnnotationStore, StoreError
 
+    if existing and not Path(db).is_file():
+        raise SystemExit(f"dialogue-rl annotate: no annotation database at {db}; give the --db that "
+                         f"'dialogue-rl annotate serve' wrote (default {DEFAULT_DB})")
     try:
         return AnnotationStore(db)
     except StoreError as err:
@@ -105,7 +114,7 @@ def _serve(args) -> int:
 def _status(args) -> int:
     from .store import CHOICE_NAMES
 
-    store = _open(args.db)
+    store = _open(args.db, existing=True)
     p = store.progress()
     counts = ", ".join(f"{CHOICE_NAMES[c]}: {n}" for c, n in p.counts.items())
     print(f"{store.path}: {p.labelled} labelled / {p.remaining} remaining of {p.total} pairs ({counts})")
@@ -115,7 +124,7 @@ def _status(args) -> int:
 def _export(args) -> int:
     from .export import export_preferences
 
-    store = _open(args.db)
+    store = _open(args.db, existing=True)
     try:
         summary = export_preferences(store, args.out, unsafe_out=args.unsafe_out)
     except ValueError as err:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from agents.argtypes import positive_float, positive_int, temperature
+from rewards.utils import parse_yaml_value
 
 from .config import DEFAULT_AGENTS
 from .roster import BUILTIN_AGENTS
@@ -30,24 +32,24 @@ def build_parser() -> argparse.ArgumentParser:
                         + ",".join(DEFAULT_AGENTS))
     p.add_argument("--seeds", default=None, help="comma-separated training seeds (default 0,1,2)")
     p.add_argument("--model", default=None, help="smollm2-135m (default), tiny-random, a hub id or a path")
-    p.add_argument("--budget-steps", type=int, default=None, help="training env steps per agent and seed")
-    p.add_argument("--budget-seconds", type=float, default=None, help="optional wall-time cap per training run")
+    p.add_argument("--budget-steps", type=positive_int, default=None, help="training env steps per agent and seed")
+    p.add_argument("--budget-seconds", type=positive_float, default=None, help="optional wall-time cap per training run")
     p.add_argument("--dataset", default=None)
     p.add_argument("--eval-split", default=None, choices=["train", "validation", "test"])
-    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on this many dialogues (default: all)")
-    p.add_argument("--eval-batch-size", type=int, default=None)
+    p.add_argument("--eval-limit", type=positive_int, default=None, help="evaluate on this many dialogues (default: all)")
+    p.add_argument("--eval-batch-size", type=positive_int, default=None)
     p.add_argument("--eval-seed-offset", type=int, default=None,
                    help="evaluation seed = offset + training seed (default 10000; must not hit a training seed)")
     p.add_argument("--reward", default=None, help="a reward name or a JSON dict (default: the seed's reward)")
-    p.add_argument("--k", type=int, default=None, help="actions of DialogueTopK-v0 (default 50)")
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--max-context-tokens", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--turns", type=int, default=None, help="agent replies per conversation (multi-turn: > 1)")
+    p.add_argument("--k", type=positive_int, default=None, help="actions of DialogueTopK-v0 (default 50)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None)
+    p.add_argument("--max-context-tokens", type=positive_int, default=None)
+    p.add_argument("--temperature", type=temperature, default=None)
+    p.add_argument("--turns", type=positive_int, default=None, help="agent replies per conversation (multi-turn: > 1)")
     p.add_argument("--user-simulator", default=None, choices=["replay", "lm"],
                    help="who writes the customer's turns when --turns > 1 (lm: a local LM customer)")
     p.add_argument("--simulator-model", default=None, help="the LM customer's model (default smollm2-135m)")
-    p.add_argument("--best-of-n", type=int, default=None, help="candidates per reply of the best-of-n agent (4)")
+    p.add_argument("--best-of-n", type=positive_int, default=None, help="candidates per reply of the best-of-n agent (4)")
     p.add_argument("--stochastic", action="store_true", help="evaluate predict-agents with deterministic=False")
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -72,11 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as err:
             raise SystemExit(f"--seeds {args.seeds!r}: give comma-separated integers such as 0,1,2") from err
     if args.reward is not None:
-        text = args.reward.strip()
-        try:
-            settings["reward"] = json.loads(text) if text.startswith("{") else text
-        except json.JSONDecodeError as err:
-            raise SystemExit(f"--reward {args.reward!r} looks like JSON but does not parse: {err}") from err
+        text = args.reward.strip()  # a malformed mapping is a ConfigError: dialogue-rl prints its message alone
+        settings["reward"] = parse_yaml_value(text, "--reward") if text.startswith("{") else text
     if args.stochastic:
         settings["deterministic"] = False
     agents = settings.pop("agents", None)

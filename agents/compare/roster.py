@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rewards.utils import ConfigError
+
 from .config import OBSERVATION_KINDS, CompareConfig
 
 
@@ -44,27 +46,27 @@ def _load_spec(spec: str, log=print) -> Any:
 
         return load_sb3(spec, warn=log)
     if ":" not in spec:
-        raise ValueError(f"unknown agent {spec!r}: use a built-in ({', '.join(BUILTIN_AGENTS)}), "
+        raise ConfigError(f"unknown agent {spec!r}: use a built-in ({', '.join(BUILTIN_AGENTS)}), "
                          f"name=package.module:attr (an object with predict) or name=path/to/model.zip")
     from rewards.utils import BadSpecError, SpecAttributeError, SpecImportError, import_attr
 
     try:
         obj: Any = import_attr(spec)
     except SpecAttributeError as err:
-        raise ValueError(f"agent {spec!r}: module {err.module!r} has no attribute {err.attr!r}") from err
+        raise ConfigError(f"agent {spec!r}: module {err.module!r} has no attribute {err.attr!r}") from err
     except SpecImportError as err:
-        raise ValueError(f"agent {spec!r}: cannot import module {err.module!r} ({err.__cause__})") from err
+        raise ConfigError(f"agent {spec!r}: cannot import module {err.module!r} ({err.__cause__})") from err
     except BadSpecError as err:
-        raise ValueError(f"agent {spec!r}: {err}") from err
+        raise ConfigError(f"agent {spec!r}: {err}") from err
     attr = spec.partition(":")[2]
     if isinstance(obj, type) or (not hasattr(obj, "predict") and callable(obj)):
         try:
             obj = obj()  # a class or a factory: build the agent with no arguments
         except TypeError as err:
-            raise ValueError(f"agent {spec!r}: calling {attr} with no arguments failed ({err}); point the spec at an "
+            raise ConfigError(f"agent {spec!r}: calling {attr} with no arguments failed ({err}); point the spec at an "
                              f"object with predict, or at a class / factory that needs no arguments") from err
     if not hasattr(obj, "predict"):
-        raise ValueError(f"agent {spec!r} has no predict method: an agent needs SB3's "
+        raise ConfigError(f"agent {spec!r} has no predict method: an agent needs SB3's "
                          f"predict(observation, state=None, episode_start=None, deterministic=False)")
     return obj
 
@@ -89,7 +91,7 @@ def resolve_agents(agents, log=print) -> list[_Agent]:
     out, seen = [], set()
     for name, value in items:
         if name in seen:
-            raise ValueError(f"agent name {name!r} appears twice; give each agent its own name (name=spec)")
+            raise ConfigError(f"agent name {name!r} appears twice; give each agent its own name (name=spec)")
         seen.add(name)
         if isinstance(value, str) and value in BUILTIN_AGENTS:
             out.append(_Agent(name, value))
@@ -98,7 +100,7 @@ def resolve_agents(agents, log=print) -> list[_Agent]:
         elif hasattr(value, "predict"):
             out.append(_Agent(name, None, value))
         else:
-            raise ValueError(f"agent {name!r}: {value!r} is neither a built-in name ({', '.join(BUILTIN_AGENTS)}), a "
+            raise ConfigError(f"agent {name!r}: {value!r} is neither a built-in name ({', '.join(BUILTIN_AGENTS)}), a "
                              f"spec string, nor an object with SB3's predict method")
     return out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rewards.utils import ConfigError
 from rewards.utils import atomic_write_text as _write
 
 from .config import CompareConfig
@@ -44,7 +45,12 @@ def compare(agents=None, *, out, config: CompareConfig | Mapping | str | None = 
         cfg = CompareConfig.from_dict({**(config or {}), **settings})
     entries = resolve_agents(agents if agents is not None else cfg.agents, log=log)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file: give the folder for the comparison's outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where a parent folder should be
+        raise ConfigError(f"--out {out}: a part of the path is a file, not a folder; choose another path") from None
     from tqdm.auto import tqdm
 
     import dialogue_env  # noqa: F401

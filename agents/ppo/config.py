@@ -192,6 +192,10 @@ class PPOConfig(ConfigBase):
         if self.samples_per_context < 1 or self.num_envs % self.samples_per_context:
             raise ValueError(f"num_envs={self.num_envs} must be a positive multiple of samples_per_context="
                              f"{self.samples_per_context}")
+        if self.judges:  # a malformed judge is a ConfigError now, not after the model has loaded
+            from agents.evaluator import judge_specs
+
+            judge_specs(self.judges)
         if self.score_baseline not in ("none", "group"):
             raise ValueError(f"score_baseline={self.score_baseline!r}: use none or group")
         if self.score_baseline == "group" and self.samples_per_context < 2:
