@@ -55,6 +55,7 @@ class Rollout:
     dialogue_ids: list  # B dataset ids
     details: list  # B dicts of reward notes
     terminated: np.ndarray  # (B,) True if the episode ended with EOS, False if cut at max_new_tokens
+    single_turn: bool = True  # one reply per episode (turns=1): terminated then says whether the reply was cut off
     trunk_states: torch.Tensor | None = None  # (B, Lq + T - 1, H) hidden states entering layer `capture_layer`
     logprobs: torch.Tensor | None = None  # (B, T) log-prob of each action under the actor, when it says (predict)
     ref_logprobs: torch.Tensor | None = None  # (B, T) reference log-prob of each token, when the env reports it
@@ -366,7 +367,7 @@ def collect(venv, actor, *, dialogue_indices=None, seed: int | None = None, temp
         ref_logprobs=torch.stack(ref_t, dim=1) if len(ref_t) == T else None,
         turns=turns, stats={"env_steps": steps * B,
                              "reward_seconds": getattr(env, "reward_seconds", 0.0) - reward_seconds},
-        interleaved=stream is not None, token_scores=token_scores)
+        interleaved=stream is not None, token_scores=token_scores, single_turn=env.turns == 1)
 
 
 class ConversationStream:

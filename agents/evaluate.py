@@ -413,6 +413,8 @@ def format_table(summaries: Mapping[str, Mapping]) -> str:
         ("distinct-2", [_fmt(s.get("distinct_2")) for s in summaries.values()]),
         ("mean length (words)", [_fmt(s.get("mean_length"), 1) for s in summaries.values()]),
         ("mean length (tokens)", [_fmt(s.get("mean_tokens"), 1) for s in summaries.values()]),
+        *([("cut off at max_new_tokens", [pct(s.get("cut_off_rate")) for s in summaries.values()])]
+          if any("cut_off_rate" in s for s in summaries.values()) else []),
         ("ethics violations", [pct(s.get("ethics_violation_rate")) for s in summaries.values()]),
     ]
     if any("ethics_violation_rate_after" in s for s in summaries.values()):

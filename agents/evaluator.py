@@ -65,6 +65,8 @@ def rows_from_rollout(rollout: Rollout, logp: torch.Tensor | None, ref_logp: tor
         "kl": None if kl is None else float(kl[i]),
         "nll": float(nll[i]),
         "n_tokens": int(n_tok[i]),
+        # single-turn: the reply reached max_new_tokens without an end-of-reply token (None for conversations)
+        "cut_off": not bool(rollout.terminated[i]) if rollout.single_turn else None,
         **turn_fields(rollout.turns[i] if rollout.turns else []),
     } for i in range(keep)]
 
@@ -298,7 +300,7 @@ def _judge_stats(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:
 def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **meta: Any) -> dict:
     """The summary of evaluated rows: n, reward (mean, population std, 95% CI), components (nested and flattened as
     ``reward/<name>``), kl (None if any row's is unknown), perplexity, distinct-1/2, mean length (words, tokens),
-    the ethics fields; with judge scores in the rows (:func:`apply_judges`), ``judges`` (``{label: {mean, std,
+    ``cut_off_rate`` (single-turn: replies that reached max_new_tokens without ending), the ethics fields; with judge scores in the rows (:func:`apply_judges`), ``judges`` (``{label: {mean, std,
     ci95}}``) and ``judge/<label>`` (the mean); ``meta`` (policy, dataset, ...) is appended."""
     n = len(rows)
     if n == 0:
@@ -328,6 +330,9 @@ def summarize(rows: Sequence[Mapping], ethics_stats: Mapping | None = None, **me
         "mean_length": float(np.mean([len(t.split()) for t in raw])),
         "mean_tokens": float(n_tokens.mean()),
     }
+    cut = [row["cut_off"] for row in rows if row.get("cut_off") is not None]
+    if cut:  # the share of replies the length limit ended, not the model
+        summary["cut_off_rate"] = float(np.mean(cut))
     summary.update(turn_summary(rows))
     if ethics_stats is None:
         ethics_stats = {"ethics_violation_rate": float(np.mean([bool(row["ethics_unsafe"]) for row in rows]))}

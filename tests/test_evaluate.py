@@ -418,3 +418,21 @@ def test_a_checkpoint_with_another_vocabulary_than_the_tokenizer_is_a_clear_erro
         ev.evaluate_policy(str(path), limit=1, batch_size=1, **FAST)
     with pytest.raises(ev.PolicyError, match=r"the reference '.*ckpt-300' has a vocabulary of 300"):
         ev.evaluate_policy("tiny-random", reference=str(path), limit=1, batch_size=1, **FAST)
+
+
+def test_cut_off_says_whether_the_reply_reached_max_new_tokens_without_ending(monkeypatch):
+    lm, tok = load_policy("tiny-random")
+    with torch.no_grad():  # make the end-of-reply token likely enough that the model writes both kinds
+        lm.lm_head.weight[tok.eos_token_id] += 0.35 * lm.model.norm.weight
+    capture = Capture()
+    monkeypatch.setattr(evaluator, "collect", capture)
+    summary, rows = ev.evaluate_policy("tiny-random", lm=lm, limit=12, batch_size=12, **FAST)
+    (_, rollout), = capture.calls
+    for i, row in enumerate(rows):
+        n = row["n_tokens"]
+        ended = int(rollout.response_ids[i, n - 1]) == tok.eos_token_id  # the model wrote the end-of-reply token
+        assert row["cut_off"] is (not ended) and (ended or n == FAST["max_new_tokens"])
+    assert {row["cut_off"] for row in rows} == {True, False}
+    assert summary["cut_off_rate"] == pytest.approx(sum(row["cut_off"] for row in rows) / 12)
+    table = ev.format_table({"before": summary})
+    assert f"| cut off at max_new_tokens | {100 * summary['cut_off_rate']:.1f}% |" in table

@@ -227,7 +227,8 @@ def _eval_scalars(summary: dict, prefix: str = "eval") -> dict:
             "ethics_violation_rate")
     out = {f"{prefix}/{k}": summary[k] for k in keys}
     out.update({f"{prefix}/rewards/{k}": v for k, v in summary["components"].items()})
-    out.update({f"{prefix}/{k}": summary[k] for k in ("turn_reward", "resolution_rate") if k in summary})
+    out.update({f"{prefix}/{k}": summary[k] for k in ("turn_reward", "resolution_rate", "cut_off_rate")
+                if k in summary})
     out.update({f"{prefix}/judge/{k}": v["mean"] for k, v in summary.get("judges", {}).items()})
     return out
 
@@ -458,6 +459,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             "charts/iteration_seconds": dt, "charts/rollout_seconds": t_rollout,
             "charts/env_steps_per_second": totals["env_steps"] / max(t_rollout, 1e-9),
             "charts/mean_reply_tokens": totals["reply_tokens"],
+            **({"charts/cut_off_rate": totals["cut_off"]} if ro.single_turn else {}),
             "rewards/total": totals["reward"], "objective/kl": kl_per_reply,
             "objective/rlhf_reward": totals["reward"] - kl_ctl.value * kl_per_reply,
             "losses/explained_variance": ddp.explained_variance(dist, old_values, returns, mask),
@@ -531,11 +533,12 @@ def _global_totals(dist: ddp.Dist, ro: Rollout, kl_per_row: torch.Tensor) -> dic
     summed over ranks (one all-reduce)."""
     names = sorted(ro.components)
     local = [float(ro.scores.sum()), float(kl_per_row.sum()), float(ro.lengths.sum()), float(len(ro.scores)),
-             float(ro.stats["env_steps"])] + [float(np.sum(ro.components[k])) for k in names]
+             float(ro.stats["env_steps"]), float(np.sum(~np.asarray(ro.terminated, dtype=bool)))]
+    local += [float(np.sum(ro.components[k])) for k in names]
     t = dist.sum(local).tolist()
     n = t[3]
     return {"reward": t[0] / n, "kl": t[1] / n, "reply_tokens": t[2] / n, "env_steps": int(t[4]),
-            "components": {k: v / n for k, v in zip(names, t[5:])}}
+            "cut_off": t[5] / n, "components": {k: v / n for k, v in zip(names, t[6:])}}
 
 
 def _report(cfg: PPOConfig, summaries: dict, rows_before: list, rows_after: list, progress: dict) -> str:
