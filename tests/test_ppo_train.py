@@ -227,7 +227,7 @@ def test_under_autocast_each_minibatch_sees_the_weights_of_the_previous_step(tmp
     assert history[0]["losses/approx_kl"] > 1e-4, history[0]
 
 
-def _learning_run(tmp_path, monkeypatch=None, broken=False, dtype="auto"):
+def _learning_run(tmp_path, monkeypatch=None, broken=False, dtype="auto", **kw):
     if broken:  # a PPO that climbs the wrong way: negated advantages
         real_gae = ppo_f.gae
 
@@ -237,9 +237,40 @@ def _learning_run(tmp_path, monkeypatch=None, broken=False, dtype="auto"):
 
         monkeypatch.setattr(ppo_f, "gae", negated)
     cfg = _cfg(num_envs=16, total_iterations=12, update_epochs=4, learning_rate=1e-2, num_layers_unfrozen=-1,
-               train_lm_head=True, kl_coef=0.0, checkpoint_every=0, dtype=dtype)
+               train_lm_head=True, kl_coef=0.0, checkpoint_every=0, dtype=dtype, **kw)
     history = train(cfg, tmp_path, progress_bar=False, log=lambda *a: None)["history"]
     return [h["rewards/total"] for h in history]
+
+
+def test_critic_free_returns_give_every_token_its_return_to_go_and_learn(tmp_path, monkeypatch):
+    calls = []
+    real_gae = ppo_f.gae
+
+    def spy(rewards, values, mask, gamma, lam):
+        calls.append((rewards.clone(), values.clone(), mask.clone(), lam))
+        return real_gae(rewards, values, mask, gamma, lam)
+
+    monkeypatch.setattr(ppo_f, "gae", spy)
+    result = train(_cfg(total_iterations=1, advantage_estimator="returns", samples_per_context=4,
+                        score_baseline="group", kl_coef=0.1), tmp_path, progress_bar=False, log=lambda *a: None)
+    (rewards, values, mask, lam), = calls
+    assert lam == 1.0 and not values.any()  # no critic: V = 0, lambda = 1
+    adv, _ = real_gae(rewards, values, mask, 1.0, lam)
+    for b in range(rewards.shape[0]):  # A_t = sum_{k >= t} r_k over the reply's tokens: the first gets it all
+        n = int(mask[b].sum())
+        expected = torch.flip(torch.cumsum(torch.flip(rewards[b, :n], [0]), 0), [0])
+        torch.testing.assert_close(adv[b, :n], expected)
+    state = read_trainer_state(result["checkpoint"])["trainable"]
+    assert state and not any(k.startswith("value_head") for k in state)  # the value head is not trained
+    assert "losses/explained_variance" not in result["history"][0]
+    with pytest.raises(ValueError, match="advantage_estimator='vtrace': use gae or returns"):
+        _cfg(advantage_estimator="vtrace").validate()
+
+
+def test_ppo_without_a_critic_learns_to_emit_the_rewarded_tokens(tmp_path):
+    curve = _learning_run(tmp_path, advantage_estimator="returns")
+    assert curve[0] < 0.25
+    assert sum(curve[-3:]) / 3 > 0.6, curve
 
 
 @pytest.mark.parametrize("dtype", ["auto", "autocast"])

@@ -125,7 +125,14 @@ class PPOConfig(ConfigBase):
     gamma: float = 1.0
     """Discount over reply tokens."""
     gae_lambda: float = 0.95
-    """GAE lambda."""
+    """GAE lambda (advantage_estimator gae)."""
+    advantage_estimator: str = "gae"
+    """gae: GAE with the value head (the PPO of Ouyang et al. 2022 and TRL's PPOTrainer). returns: no critic; every
+    reply token's advantage is its return to go, the (baseline-subtracted) score plus the KL penalties after it,
+    A_t = sum_{k>=t} gamma^(k-t) r_k, and the value head is not trained. With score_baseline group this is RLOO
+    (Ahmadian et al. 2024, "Back to Basics") with PPO's clipped ratio: every token of a reply gets the full credit of
+    its score, where GAE with lambda 0.95 and a value head that explains little gives the first of 48 tokens
+    0.95^47 = 9% of it."""
 
     # ------------------------------------------------------------------------------- LM-specific (TRL names)
     kl_coef: float = 0.05
@@ -196,6 +203,8 @@ class PPOConfig(ConfigBase):
             from agents.evaluator import judge_specs
 
             judge_specs(self.judges)
+        if self.advantage_estimator not in ("gae", "returns"):
+            raise ValueError(f"advantage_estimator={self.advantage_estimator!r}: use gae or returns")
         if self.score_baseline not in ("none", "group"):
             raise ValueError(f"score_baseline={self.score_baseline!r}: use none or group")
         if self.score_baseline == "group" and self.samples_per_context < 2:

@@ -301,6 +301,8 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
     lm, tokenizer = load_policy(cfg.model, device=cfg.device, dtype="float32" if cfg.dtype in ("auto", "autocast") else cfg.dtype)
     policy = PolicyWithValue(lm, num_layers_unfrozen=cfg.num_layers_unfrozen, train_lm_head=cfg.train_lm_head,
                              lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha)
+    if cfg.advantage_estimator != "gae":  # no critic to train
+        policy.value_head.requires_grad_(False)
     if cfg.dtype == "autocast":
         policy.store_frozen_in(torch.bfloat16)
         if torch.device(cfg.device).type == "cpu" and not cpu_has_bf16():
@@ -393,7 +395,11 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
         token_r = shaped_rewards(ro, scores, kl, mask, kl_ctl.value)  # (B, T), per-turn scores if turns > 1
         if cfg.whiten_rewards:  # statistics of the global batch (all ranks')
             token_r = ddp.whiten(dist, token_r, mask, shift_mean=False)
-        advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
+        critic = cfg.advantage_estimator == "gae"
+        if critic:
+            advantages, returns = ppo_f.gae(token_r, old_values, mask, cfg.gamma, cfg.gae_lambda)
+        else:  # no critic: A_t = R_t = sum_{k>=t} gamma^(k-t) r_k, the return to go (GAE with V = 0 and lambda = 1)
+            advantages, returns = ppo_f.gae(token_r, torch.zeros_like(old_values), mask, cfg.gamma, 1.0)
         if cfg.norm_adv:
             advantages = ddp.whiten(dist, advantages, mask)
         lengths = dist.gather(ro.lengths.cpu())  # (B,) reply tokens of every row of the global batch
@@ -420,9 +426,13 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
                         entropy = ppo_f.masked_mean(ppo_f.chunked_entropy(logits, cfg.temperature), mask[mb])
                     pg_loss, pstats = ppo_f.policy_loss(logp, old_logp[mb], advantages[mb], mask[mb],
                                                         cfg.clip_coef)
-                    v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
-                                                      cfg.clip_coef if cfg.clip_vloss else None)
-                    loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+                    loss = pg_loss - cfg.ent_coef * entropy
+                    if critic:
+                        v_loss, vstats = ppo_f.value_loss(values.float(), old_values[mb], returns[mb], mask[mb],
+                                                          cfg.clip_coef if cfg.clip_vloss else None)
+                        loss = loss + cfg.vf_coef * v_loss
+                    else:  # no critic: the value head is frozen (outside the optimizer, DDP and checkpoints)
+                        v_loss, vstats = torch.zeros(()), {"vf_clipfrac": torch.zeros(())}
                     if weight != 1.0:  # DDP averages over ranks: world * n_local / n makes it the global mean
                         loss = loss * weight
                 optimizer.zero_grad(set_to_none=True)
@@ -462,7 +472,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             **({"charts/cut_off_rate": totals["cut_off"]} if ro.single_turn else {}),
             "rewards/total": totals["reward"], "objective/kl": kl_per_reply,
             "objective/rlhf_reward": totals["reward"] - kl_ctl.value * kl_per_reply,
-            "losses/explained_variance": ddp.explained_variance(dist, old_values, returns, mask),
+            **({"losses/explained_variance": ddp.explained_variance(dist, old_values, returns, mask)} if critic else {}),
             **phase_times(clock, ro.stats.get("reward_seconds", 0.0)),
         }
         scalars.update({f"rewards/{k}": v for k, v in totals["components"].items()})
