@@ -221,6 +221,19 @@ def test_lora_under_ddp_gives_the_one_process_adapters(tmp_path):
     assert _max_diff(one, two) < TOL
 
 
+@pytest.mark.parametrize("fsdp", [False, True])
+def test_without_a_critic_two_ranks_give_the_one_process_parameters(tmp_path, fsdp):
+    # the frozen value head is left out of DDP's buckets (DDP would wait for its gradient) and FSDP2's optimizer
+    critic_free = [*SMALL, "total_iterations=1", "advantage_estimator=returns", "num_envs=8",
+                   "samples_per_context=4", "score_baseline=group"]
+    _run(None, tmp_path / "one", *critic_free, "seed_per_reply=true")
+    _run(2, tmp_path / "two", *critic_free, f"fsdp={str(fsdp).lower()}")
+    one = _model(tmp_path / "one" / "checkpoints" / "iter-000001")
+    two = _model(tmp_path / "two" / "checkpoints" / "iter-000001")
+    assert _max_diff(one, two) < TOL
+    assert not any(k.startswith("value_head") for k in _trainable(tmp_path / "one" / "checkpoints" / "iter-000001"))
+
+
 def test_the_documented_command_works_from_an_installed_copy(tmp_path):
     """``torchrun --nproc_per_node 2 -m agents.ppo.train --config tiny --out DIR`` with the package installed (no
     source tree on the path, the config taken by name from the package)."""
