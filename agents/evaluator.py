@@ -284,6 +284,20 @@ def paired_gain(rows_before: Sequence[Mapping], rows_after: Sequence[Mapping], j
     return float((y.mean() - x.mean()) / std), float(1.96 * (y - x).std() / math.sqrt(len(x)) / std)
 
 
+def by_cut_off(rows: Sequence[Mapping], judge: str | None = None) -> dict[str, tuple[int, float]] | None:
+    """``{"finished": (n, mean), "cut_off": (n, mean)}`` of the rows' reward (or of judge ``judge``), split by
+    whether the reply reached max_new_tokens without ending; a side with no rows is left out. None for rows without
+    ``cut_off`` (conversations). Where a gain comes from: finishing more replies, or better replies of each kind."""
+    groups: dict[str, list[float]] = {"finished": [], "cut_off": []}
+    for row in rows:
+        if row.get("cut_off") is None:
+            return None
+        value = row["reward"] if judge is None else row.get("judges", {}).get(judge)
+        if value is not None:
+            groups["cut_off" if row["cut_off"] else "finished"].append(float(value))
+    return {k: (len(v), float(np.mean(v))) for k, v in groups.items() if v}
+
+
 def _judge_stats(rows: Sequence[Mapping]) -> dict[str, dict[str, float]]:
     """``{label: {"mean", "std" (population), "ci95"}}`` over the rows' judge scores."""
     labels: list[str] = []

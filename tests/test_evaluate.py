@@ -436,3 +436,11 @@ def test_cut_off_says_whether_the_reply_reached_max_new_tokens_without_ending(mo
     assert summary["cut_off_rate"] == pytest.approx(sum(row["cut_off"] for row in rows) / 12)
     table = ev.format_table({"before": summary})
     assert f"| cut off at max_new_tokens | {100 * summary['cut_off_rate']:.1f}% |" in table
+
+
+def test_by_cut_off_splits_the_reward_and_judges_by_finished_and_cut_off_replies():
+    rows = [{"reward": r, "cut_off": c, "judges": {"j": -r}} for r, c in [(1.0, False), (3.0, False), (-2.0, True)]]
+    assert evaluator.by_cut_off(rows) == {"finished": (2, 2.0), "cut_off": (1, -2.0)}
+    assert evaluator.by_cut_off(rows, "j") == {"finished": (2, -2.0), "cut_off": (1, 2.0)}
+    assert evaluator.by_cut_off(rows[:2]) == {"finished": (2, 2.0)}  # no cut-off reply: that side is left out
+    assert evaluator.by_cut_off([{**rows[0], "cut_off": None}]) is None  # conversations: no such split

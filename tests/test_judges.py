@@ -112,6 +112,10 @@ def test_the_trainer_logs_judges_and_shows_them_in_the_report(tmp_path):
         assert set(s["judges"]) == {"repetition", "sentiment"}
     report = (tmp_path / "run" / "report.md").read_text()
     assert "| judge/sentiment (± 95% CI) |" in report and "judge repetition (not optimised):" in report
+    assert "| cut off at max_new_tokens |" in report  # the tiny model's 6-token replies are mostly cut off
+    assert "reward of finished / cut-off replies (mean, count): before" in report
+    assert "judge sentiment of finished / cut-off replies" in report
+    assert len(scalars := _scalars(tmp_path / "run" / "tensorboard")) and len(scalars["charts/cut_off_rate"]) == 2
     scalars = _scalars(tmp_path / "run" / "tensorboard")
     assert len(scalars["eval/judge/sentiment"]) == 1 and len(scalars["final/judge/repetition"]) == 2
     assert json.loads((tmp_path / "run" / "eval_after.json").read_text())["judges"] == after["judges"]

@@ -29,6 +29,7 @@ from agents.evaluate import format_table, write_outputs
 from agents.evaluator import (
     apply_ethics,
     apply_judges,
+    by_cut_off,
     env_ethics,
     evaluate_actor,
     make_judges,
@@ -578,6 +579,13 @@ def _report(cfg: PPOConfig, summaries: dict, rows_before: list, rows_after: list
                 jgain = (after["judges"][k]["mean"] - j["mean"]) / max(j["std"], 1e-9)
                 lines.append(f"judge {k} (not optimised): {jgain:+.2f}{ci} standard deviations of the untrained "
                              "policy's")
+        for label, judge in [("reward", None)] + [(f"judge {k}", k) for k in after.get("judges", {})]:
+            split = [by_cut_off(rows, judge) for rows in (rows_before, rows_after)]
+            if all(split):
+                cells = ["; ".join(f"{name.replace('_', ' ')} {m:.3f} ({n})" for name, (n, m) in side.items())
+                         for side in split]
+                lines.append(f"{label} of finished / cut-off replies (mean, count): before {cells[0]}; "
+                             f"after {cells[1]}")
     lines += ["", "## Example replies", ""]
     for i in range(min(cfg.examples, len(rows_after))):
         ctx = rows_after[i]["context"][-1]["content"]
