@@ -294,6 +294,13 @@ def main(argv: list[str] | None = None) -> int:
         args.reward = parse_overrides([f"reward={args.reward}"])["reward"]
     if args.num_envs % args.samples:
         parser.error(f"--num-envs {args.num_envs} must be a multiple of --samples {args.samples}")
+    from agents.ppo.config import PPOConfig
+    from dialogue_env.models import check_device
+
+    check_device(args.device)
+    for decode in args.decode.split(","):  # every row's config, before minutes of benchmarking
+        for dtype in args.dtype.split(","):
+            PPOConfig.from_dict(_cfg(args, decode.strip(), dtype.strip()).to_dict())  # a bad value: ConfigError
     result = run(args, report=lambda row: print(f"[bench ppo] {_row(row)}", flush=True))
     print(format_result(result), flush=True)
     if args.out:

@@ -17,7 +17,7 @@ from rewards.utils import ConfigError
 
 from .core import CUSTOMER_SERVICE_SYSTEM_PROMPT, DialogueBatch
 from .data import Dialogue, dataset_info, load_dataset
-from .models import load_tokenizer, vocab_size_of
+from .models import check_device, load_tokenizer, vocab_size_of
 
 
 @functools.lru_cache(maxsize=8)
@@ -33,6 +33,7 @@ def _cached_vocab_size(model: str) -> int:
 def _build_batch(num_envs, *, model, dataset, split, reward, max_new_tokens, max_context_tokens, turns,
                  system_prompt, user_simulator, device, tokenizer=None, outcome_reward="auto",
                  simulator_model="smollm2-135m") -> DialogueBatch:
+    check_device(device)
     if tokenizer is None:
         if not isinstance(model, str):
             raise TypeError(f"model={model!r} must be a model name or path (str); to use your own tokenizer pass "

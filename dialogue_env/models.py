@@ -170,6 +170,27 @@ def ensure_smollm2_cache(verbose: bool = True) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ public API
+def check_device(device) -> torch.device:
+    """``device`` as a ``torch.device`` if this process can use it; else a ``ConfigError`` that says why and what
+    to pass instead (a CUDA device on a CPU-only torch or machine, an index past the GPUs, a name torch does not
+    know)."""
+    from rewards.utils import ConfigError
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"device={device!r} is not a device torch knows ({err}); use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible")
+            raise ConfigError(f"device={device!r}, but {why} (torch {torch.__version__}); use device=cpu, or install "
+                              "a CUDA build of torch on a machine with a GPU")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s), "
+                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return dev
+
+
 def resolve_dtype(dtype, device) -> torch.dtype:
     """``None``/"auto" -> float32 on CPU, bfloat16 on CUDA; strings like "bf16", "float16" are accepted."""
     if isinstance(dtype, torch.dtype):
@@ -223,6 +244,7 @@ def load_policy(name_or_path: str = "smollm2-135m", device: str | torch.device =
     """
     from transformers import AutoModelForCausalLM
 
+    check_device(device)
     torch_dtype = resolve_dtype(dtype, device)
     tokenizer = load_tokenizer(name_or_path)
     if name_or_path in TINY_NAMES:

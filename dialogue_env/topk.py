@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from rewards.utils import ConfigError
+
 from .core import integer_array
 from .envs import DialogueEnv, DialogueVectorEnv
 from .kvcache import CachedDecoder
@@ -49,7 +51,7 @@ class TopKReference:
         self.V = int(lm.get_output_embeddings().weight.shape[0])
         self.H = int(lm.config.hidden_size)
         if not 1 <= self.k <= self.V:
-            raise ValueError(f"k={k} must be in 1..{self.V} (the model's vocabulary size)")
+            raise ConfigError(f"k={k} must be in 1..{self.V} (the model's vocabulary size)")
         self.topk_ids = torch.zeros((self.N, self.k), dtype=torch.long, device=self.device)  # (N, k)
         self.topk_logprobs = torch.zeros((self.N, self.k), dtype=torch.float32, device=self.device)  # (N, k)
         self.hidden = torch.zeros((self.N, self.H), dtype=torch.float32, device=self.device)  # (N, H)

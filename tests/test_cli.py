@@ -150,6 +150,16 @@ def _run(capsys, argv) -> tuple[int, str]:
     (["reward-model", "train", "--test-fraction", "0.3", "--out", "{tmp}/rm"],
      "--test-fraction 0.3 would not be used: the test pairs are customer_service:test"),
     (["annotate", "serve", "--port", "99999", "--db", "{tmp}/a.db"], "argument --port: 99999 is not a port"),
+    # a device this process cannot use (no CUDA here; past the GPUs on a GPU machine): not torch's assertion
+    (["train", "--config", "tiny", "--set", "device=cuda:99", "--out", "{tmp}/r"], "device='cuda:99', but"),
+    (["evaluate", "--policy", "tiny-random", "--device", "cuda:99", "--out", "{tmp}/e.json"], "device='cuda:99', but"),
+    (["compare", "--agents", "random", "--device", "cuda:99", "--out", "{tmp}/c"], "device='cuda:99', but"),
+    (["bench", "ppo", "--device", "cuda:99", "--no-trl"], "device='cuda:99', but"),
+    (["train", "--config", "tiny", "--set", "device=gpu", "--out", "{tmp}/r"], "device='gpu' is not a device torch"),
+    (["bench", "ppo", "--decode", "auto,bogus", "--no-trl"], "decode='bogus': use auto, static or dynamic"),
+    (["bench", "ppo", "--layers", "0", "--no-trl"], "num_layers_unfrozen=0 must be in"),
+    (["compare", "--agents", "random", "--model", "tiny-random", "--k", "100000", "--out", "{tmp}/c"],
+     "k=100000 must be in 1..259"),
     (["annotate", "status", "--db", "{tmp}/typo.db"], "no annotation database at {tmp}/typo.db"),
     (["annotate", "export", "--db", "{tmp}/typo.db", "--out", "{tmp}/p.jsonl"], "no annotation database at"),
 ])

@@ -44,6 +44,13 @@ def compare(agents=None, *, out, config: CompareConfig | Mapping | str | None = 
     else:
         cfg = CompareConfig.from_dict({**(config or {}), **settings})
     entries = resolve_agents(agents if agents is not None else cfg.agents, log=log)
+    from dialogue_env.models import check_device, vocab_size_of
+
+    check_device(cfg.device)  # before the output folder is made
+    vocab = vocab_size_of(cfg.model)  # from the model's config alone
+    if not 1 <= cfg.k <= vocab:
+        raise ConfigError(f"k={cfg.k} must be in 1..{vocab} (the vocabulary of {cfg.model}): the actions of "
+                          "DialogueTopK-v0 are the reference's k most likely tokens")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file: give the folder for the comparison's outputs")

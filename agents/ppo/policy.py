@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from dialogue_env.kvcache import position_ids
+from rewards.utils import ConfigError
 
 position_ids_from_mask = position_ids  # the name this module used to define (callers and tests import it)
 
@@ -98,7 +99,7 @@ class PolicyWithValue(nn.Module):
         n = len(inner.layers)
         k = n if num_layers_unfrozen is None or num_layers_unfrozen < 0 else int(num_layers_unfrozen)
         if not 1 <= k <= n:
-            raise ValueError(f"num_layers_unfrozen={num_layers_unfrozen} must be in 1..{n} or -1 for all layers")
+            raise ConfigError(f"num_layers_unfrozen={num_layers_unfrozen} must be in 1..{n} or -1 for all layers")
         self.lm = lm
         self.n_layers, self.k = n, k
         self.split = n - k  # index of the first trainable layer; h = input of layer `split`

@@ -51,7 +51,7 @@ from agents.ppo.config import PPOConfig
 from agents.ppo.kl import AdaptiveKLController, FixedKLController
 from agents.ppo.multiturn import conversation_trunk, multiturn_env_kwargs, shaped_rewards, turn_scalars
 from agents.ppo.policy import PolicyWithValue
-from dialogue_env.models import load_policy
+from dialogue_env.models import check_device, load_policy
 from rewards.utils import ConfigError, atomic_write_text
 
 __all__ = ["LengthGroupedSampler", "evaluate_in_training", "latest_checkpoint", "save_checkpoint", "train"]
@@ -246,6 +246,7 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
     Under ``torchrun`` every process runs this function on its shard of the batch (``agents.ppo.distributed``);
     rank 0 logs, evaluates and writes the checkpoints (the summaries are returned on rank 0 only)."""
     cfg.validate()
+    check_device(cfg.device)  # a CUDA device on a CPU-only machine: one message, not torch's assertion
     check_run_folder(Path(out), resume)  # every rank, before the rendezvous: nobody writes before all have checked
     dist, device = ddp.setup(cfg.device)
     try:
