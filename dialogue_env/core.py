@@ -95,6 +95,9 @@ class DialogueBatch:
         max_context_tokens = int_arg("max_context_tokens", max_context_tokens, 8)
         turns = int_arg("turns", turns, 1)
         vocab_size = int_arg("vocab_size", vocab_size, 1)
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise ConfigTypeError(f"system_prompt={system_prompt!r} must be a string, None (no system message) or "
+                                  "'auto' (the dataset's own)")
         self.lm_simulator = hasattr(user_simulator, "respond")  # dialogue_env.simulators.LMCustomer or alike
         if not (self.lm_simulator or (isinstance(user_simulator, str) and user_simulator == "replay")
                 or callable(user_simulator)):

@@ -28,7 +28,14 @@ import numpy as np
 
 from .base import FunctionReward, accepted_kwargs, check_module
 from .composite import Component, CompositeReward
-from .utils import BadSpecError, SpecAttributeError, SpecImportError, SpecModuleNotFoundError, import_attr
+from .utils import (
+    BadSpecError,
+    ConfigTypeError,
+    SpecAttributeError,
+    SpecImportError,
+    SpecModuleNotFoundError,
+    import_attr,
+)
 
 __all__ = [
     "BUILTINS",
@@ -177,7 +184,7 @@ def build(obj: Any, name: str | None = None, kwargs: Mapping[str, Any] | None = 
         try:
             module = obj(**ctor)
         except TypeError as exc:
-            raise TypeError(f"reward {name or obj.__name__!r}: constructing {obj.__qualname__} with "
+            raise ConfigTypeError(f"reward {name or obj.__name__!r}: constructing {obj.__qualname__} with "
                             f"{sorted(ctor)} failed: {exc}") from exc
         if not isinstance(getattr(module, "name", None), str):
             try:
@@ -186,12 +193,12 @@ def build(obj: Any, name: str | None = None, kwargs: Mapping[str, Any] | None = 
                 pass
         return check_module(module, f"reward {name or obj.__name__!r}")
     if kwargs:
-        raise TypeError(f"reward {name or obj!r} is not a class, so it takes no options (got {sorted(kwargs)})")
+        raise ConfigTypeError(f"reward {name or obj!r} is not a class, so it takes no options (got {sorted(kwargs)})")
     if isinstance(getattr(obj, "name", None), str) and callable(obj) and not inspect.isroutine(obj):
         return obj  # already a module instance
     if callable(obj):
         return FunctionReward(obj, name=name or getattr(obj, "__name__", None))
-    raise TypeError(f"reward {name!r} resolved to {obj!r}, which is neither a class, a function nor a module "
+    raise ConfigTypeError(f"reward {name!r} resolved to {obj!r}, which is neither a class, a function nor a module "
                     f"instance. {_FORMS}")
 
 
@@ -206,7 +213,7 @@ def _weight_and_kwargs(spec: Any, value: Any) -> tuple[float, dict[str, Any]]:
     else:
         weight, kwargs = value, {}
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.number)) or not np.isfinite(weight):
-        raise TypeError(f"reward dict: the weight of {spec!r} must be a finite number, got {weight!r}")
+        raise ConfigTypeError(f"reward dict: the weight of {spec!r} must be a finite number, got {weight!r}")
     return float(weight), kwargs
 
 
@@ -236,7 +243,7 @@ def _components(spec: Mapping[Any, Any], options: Mapping[str, Any]) -> list[Com
             try:
                 g = kwargs.pop("spec")
             except KeyError:
-                raise TypeError("reward dict: a gate given as a dict needs a 'spec' key, e.g. "
+                raise ConfigTypeError("reward dict: a gate given as a dict needs a 'spec' key, e.g. "
                                 "{'gate': {'spec': 'ethics', 'profanity_threshold': 0.8}}") from None
             module = _module_from(g, kwargs, options)
         else:
@@ -276,5 +283,5 @@ def make(spec: Any, **options: Any) -> Any:
         obj, name = _resolve(spec)
         return build(obj, name, options=options)
     if spec is None:
-        raise TypeError(f"reward spec is None. {_FORMS}")
+        raise ConfigTypeError(f"reward spec is None. {_FORMS}")
     return build(spec, None, options=options)

@@ -132,3 +132,10 @@ def test_a_tokenizer_larger_than_the_models_vocabulary_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match=r"the tokenizer has 259 tokens but model .* has an output layer of 200"):
         gym.make("dialogue_env/Dialogue-v0", dataset=DIALOGUES, tokenizer=tiny_tokenizer(),
                  **{**TINY, "model": str(tmp_path)})
+
+
+def test_a_system_prompt_that_is_not_text_is_a_config_error_naming_it():
+    from rewards.utils import ConfigTypeError
+
+    with pytest.raises(ConfigTypeError, match="system_prompt=5 must be a string, None"):
+        gym.make("dialogue_env/Dialogue-v0", model="tiny-random", reward="length", system_prompt=5)

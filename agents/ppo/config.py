@@ -199,6 +199,9 @@ class PPOConfig(ConfigBase):
         if self.samples_per_context < 1 or self.num_envs % self.samples_per_context:
             raise ValueError(f"num_envs={self.num_envs} must be a positive multiple of samples_per_context="
                              f"{self.samples_per_context}")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ValueError(f"system_prompt={self.system_prompt!r} must be a string, null (no system message) or "
+                             "auto (the dataset's own)")
         if self.judges:  # a malformed judge is a ConfigError now, not after the model has loaded
             from agents.evaluator import judge_specs
 

@@ -286,8 +286,7 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
     from tqdm.auto import tqdm
 
     t_start = time.time()
-    if dist.main:
-        out.mkdir(parents=True, exist_ok=True)
+    if dist.main and out.is_dir():  # the folder itself is made when the run first writes, after the models load
         remove_stale_temporaries(out, log)
         for staging in (out / "checkpoints").glob(".sharded-iter-*"):  # FSDP2 shards of a killed checkpoint write
             shutil.rmtree(staging, ignore_errors=True)
@@ -333,6 +332,8 @@ def _train(cfg: PPOConfig, out: Path, resume: bool, progress_bar: bool, log, dis
             summaries["before"] = json.loads(before_path.read_text())
         log(f"[dialogue-rl] resumed from {ckpt} at iteration {progress['iteration']}")
     top = ddp.wrap_for_training(dist, policy)  # policy.policy_head, or its DDP-wrapped trained part
+    if dist.main:  # the models, data and reward are built: a mistake in them has left no folder behind
+        out.mkdir(parents=True, exist_ok=True)
     logger = Logger(cfg if dist.main else PPOConfig.from_dict({**cfg.to_dict(), "logger": "none"}), out)
     if dist.main:
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
