@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.ppo.config import PPOConfig
     from dialogue_env.models import check_device
 
-    check_device(args.device)
+    check_device(args.device)  # the benchmark itself touches the device (peak-memory counters) before any model
     for decode in args.decode.split(","):  # every row's config, before minutes of benchmarking
         for dtype in args.dtype.split(","):
             PPOConfig.from_dict(_cfg(args, decode.strip(), dtype.strip()).to_dict())  # a bad value: ConfigError

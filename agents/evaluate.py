@@ -241,9 +241,6 @@ def evaluate_policy(policy, *, dataset="customer_service", split="test", reward=
 
     start_time = time.perf_counter()
     policy = resolve_policy(policy, log=print if progress else (lambda *a, **k: None)) if lm is None else str(policy)
-    from dialogue_env.models import check_device
-
-    check_device(device)
     if limit is not None and int(limit) < 1:
         raise ValueError(f"limit={limit} must be at least 1 (or None for the whole split)")
     if batch_size < 1:

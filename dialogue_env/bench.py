@@ -15,6 +15,8 @@ import time
 import gymnasium as gym
 import numpy as np
 
+from rewards.utils import batch_sizes
+
 
 def _run(env, n_envs, steps, eos_id, eos_prob, low, high, seed=0):
     rng = np.random.default_rng(seed)
@@ -26,21 +28,10 @@ def _run(env, n_envs, steps, eos_id, eos_prob, low, high, seed=0):
     return steps * n_envs / (time.perf_counter() - start)
 
 
-def _batch_sizes(text: str) -> list[int]:
-    """``"1,16,64"`` -> ``[1, 16, 64]``; anything else is a usage error naming the option's form."""
-    try:
-        sizes = [int(x) for x in text.split(",")]
-    except ValueError:
-        sizes = []
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated positive batch sizes such as 1,16,64")
-    return sizes
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dialogue-rl bench env", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="tiny-random", help="whose tokenizer/vocabulary (tiny-random, smollm2-135m)")
-    parser.add_argument("--num-envs", type=_batch_sizes, default=[1, 16, 64, 256], help="comma-separated batch sizes")
+    parser.add_argument("--num-envs", type=batch_sizes, default=[1, 16, 64, 256], help="comma-separated batch sizes")
     parser.add_argument("--steps", type=int, default=96, help="steps per measurement")
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--eos-prob", type=float, default=1 / 24)

@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .utils import batch_sizes as batch_sizes_arg
+
 __all__ = ["CONTEXTS", "build_batch", "main", "run_benchmark"]
 
 SYSTEM = {"role": "system", "content": "You are a helpful, polite customer-service agent for Brightline."}
@@ -293,7 +295,8 @@ def markdown(report: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dialogue-rl bench rewards", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batch-sizes", default="1,64,1024", help="comma-separated batch sizes (default 1,64,1024)")
+    parser.add_argument("--batch-sizes", type=batch_sizes_arg, default=[1, 64, 1024],
+                        help="comma-separated batch sizes (default 1,64,1024)")
     parser.add_argument("--device", default="auto",
                         help="cpu, cuda, a comma-separated list, or auto = cpu plus cuda when available")
     parser.add_argument("--min-time", type=float, default=0.5, help="seconds to time each cell at least (0.5)")
@@ -302,12 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the measurements as JSON to this path")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args(argv)
-    try:
-        batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
-    except ValueError:
-        parser.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    if not batch_sizes or min(batch_sizes) < 1:
-        parser.error("--batch-sizes must be positive integers")
     import torch
 
     if args.device == "auto":
@@ -319,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"--device {d}: CUDA is not available on this machine")
     only = [o.strip() for o in args.only.split(",")] if args.only else None
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    report = run_benchmark(batch_sizes, devices, min_time=args.min_time, rounds=args.rounds, only=only,
+    report = run_benchmark(args.batch_sizes, devices, min_time=args.min_time, rounds=args.rounds, only=only,
                            progress=progress)
     print(markdown(report))
     if args.out:

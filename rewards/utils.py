@@ -395,6 +395,19 @@ def parse_yaml_value(text: str, what: str) -> Any:
                           "{name: weight, other: {key: value}}, and quote the whole argument in the shell") from None
 
 
+def batch_sizes(text: str) -> list[int]:
+    """An argparse type: ``"1,16,64"`` -> ``[1, 16, 64]``; anything else is a usage error naming the form."""
+    import argparse
+
+    try:
+        sizes = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated positive batch sizes such as 1,16,64")
+    return sizes
+
+
 def parse_overrides(pairs: list[str]) -> dict:
     """``["learning_rate=3e-5", "num_envs=8"]`` -> ``{"learning_rate": 3e-05, "num_envs": 8}`` (YAML values)."""
     out = {}

@@ -296,3 +296,20 @@ def remove_stale_temporaries(out: Path, log=print) -> None:
     """Clear what a killed checkpoint write left in ``out/checkpoints`` (``rewards.utils.clear_interrupted_writes``:
     temporary ``.iter-NNNNNN.tmp-*`` folders are removed, a checkpoint moved aside to be replaced is put back)."""
     clear_interrupted_writes(Path(out) / "checkpoints", lambda message: log(f"[dialogue-rl] {message}"))
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """Refuse an ``out`` that a run cannot be written to without destroying something: a file, or (without
+    ``resume``) a folder that is not empty. Starting over in a finished run's folder would replace its first
+    checkpoints, keep its later ones and mix the two runs, and a later ``--resume`` would pick the old one."""
+    if out.exists() and not out.is_dir():
+        raise ResumeError(f"--out {out} is a file: name a folder for the run")
+    if resume or not out.is_dir() or not any(out.iterdir()):
+        return
+    ckpts = sorted(p.name for p in (out / "checkpoints").glob("iter-*")) if (out / "checkpoints").is_dir() else []
+    if ckpts:
+        what = f"a run (checkpoints up to {ckpts[-1]})"
+    else:
+        what = f"files ({', '.join(sorted(p.name for p in out.iterdir())[:3])})"
+    raise ResumeError(f"--out {out} already holds {what}: pass --resume to continue that run, or choose a new or "
+                      f"empty folder for --out (nothing was written)")

@@ -39,8 +39,8 @@ from agents.evaluator import (
 from agents.ppo import distributed as ddp
 from agents.ppo import functional as ppo_f
 from agents.ppo.checkpoint import (
-    ResumeError,
     check_resume_config,
+    check_run_folder,
     find_resume_checkpoint,
     latest_checkpoint,
     remove_stale_temporaries,
@@ -259,23 +259,6 @@ def train(cfg: PPOConfig, out, resume: bool = False, progress_bar: bool = True, 
         return _train(cfg, Path(out), resume, progress_bar and dist.main, log if dist.main else _quiet, dist)
     finally:
         ddp.teardown(dist)
-
-
-def check_run_folder(out: Path, resume: bool) -> None:
-    """Refuse an ``out`` that a run cannot be written to without destroying something: a file, or (without
-    ``resume``) a folder that is not empty. Starting over in a finished run's folder would replace its first
-    checkpoints, keep its later ones and mix the two runs, and a later ``--resume`` would pick the old one."""
-    if out.exists() and not out.is_dir():
-        raise ResumeError(f"--out {out} is a file: name a folder for the run")
-    if resume or not out.is_dir() or not any(out.iterdir()):
-        return
-    ckpts = sorted(p.name for p in (out / "checkpoints").glob("iter-*")) if (out / "checkpoints").is_dir() else []
-    if ckpts:
-        what = f"a run (checkpoints up to {ckpts[-1]})"
-    else:
-        what = f"files ({', '.join(sorted(p.name for p in out.iterdir())[:3])})"
-    raise ResumeError(f"--out {out} already holds {what}: pass --resume to continue that run, or choose a new or "
-                      f"empty folder for --out (nothing was written)")
 
 
 def _quiet(*args, **kwargs) -> None:
